@@ -1,0 +1,191 @@
+"""`python -m inference` — inspect models, generate images, convert pickle checkpoints.
+
+Bad input ends with one line on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from .errors import CancelledError, InferenceError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def house_model_path() -> Path:
+    return Path(__file__).resolve().parents[1] / "assets" / "house" / "full"
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="render an image (txt2img, img2img with --init-image, inpaint with --mask)")
+    p.add_argument("--model", help="checkpoint .safetensors or diffusers folder (default: the house model)")
+    p.add_argument("--vae", help="standalone VAE or TAESD file/folder to use instead of the model's")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--negative", default="")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--sampler", default="euler", help="euler, euler_a, dpmpp_2m_karras, ddim, lcm")
+    p.add_argument("--timestep-spacing", choices=["leading", "linspace", "trailing"])
+    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--init-image")
+    p.add_argument("--strength", type=float, default=None)
+    p.add_argument("--mask")
+    p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--out", required=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m inference", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inspect", help="describe a model as JSON without loading its weights")
+    p.add_argument("path")
+    p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"])
+    _add_generate(sub)
+    p = sub.add_parser("convert", help="convert a pickle checkpoint to .safetensors (weights_only load)")
+    p.add_argument("src")
+    p.add_argument("dst")
+    return parser
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 — argparse's own behaviour, kept short
+        raise _ArgumentError(message)
+
+
+def _check_device(name: str) -> str:
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InferenceError("--device cuda: CUDA is not available in this PyTorch build or on this machine")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InferenceError("--device mps: Apple Metal is not available here")
+    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise InferenceError(f"--device {name!r}: use cpu, cuda or mps")
+    return name
+
+
+def _parameters_text(args, request, model) -> str:
+    """A1111's `parameters` PNG text: prompt line, negative line, then comma-separated settings."""
+    settings = [f"Steps: {request.steps}", f"Sampler: {request.sampler}", f"CFG scale: {request.guidance:g}",
+                f"Seed: {request.seed}", f"Size: {request.width}x{request.height}",
+                f"Model hash: {model.file_hash}", f"Model: {model.name}"]
+    if request.init_image is not None:
+        settings.append(f"Denoising strength: {request.strength:g}")
+    if request.timestep_spacing:
+        settings.append(f"Timestep spacing: {request.timestep_spacing}")
+    lines = [request.prompt]
+    if request.negative_prompt:
+        lines.append(f"Negative prompt: {request.negative_prompt}")
+    lines.append(", ".join(settings))
+    return "\n".join(lines)
+
+
+def _generate(args) -> int:
+    import torch
+    from PIL import PngImagePlugin, Image
+    from tqdm import tqdm
+
+    from .images import load_mask, load_rgb
+    from .loader import load_model
+    from .pipeline import GenerationRequest, Pipeline
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise InferenceError(f"--out {args.out}: the output must be a .png file")
+    if not out.parent.exists():
+        raise InferenceError(f"--out {args.out}: folder {out.parent} does not exist")
+    model_path = Path(args.model) if args.model else house_model_path()
+    if not args.model and not model_path.exists():
+        raise InferenceError("no --model given and the house model is not installed (assets/house/full)")
+    device = _check_device(args.device)
+    init = load_rgb(args.init_image) if args.init_image else None
+    mask = load_mask(args.mask) if args.mask else None
+    model = load_model(model_path, device=device, dtype=args.dtype, prediction_type=args.prediction_type,
+                       vae_path=args.vae)
+    native = model.family.native_resolution if model.unet.config.model_channels >= 256 else 128
+    width = args.width or (init.shape[1] if init is not None else native)
+    height = args.height or (init.shape[0] if init is not None else native)
+    strength = args.strength if args.strength is not None else (0.75 if init is not None and mask is None else 1.0)
+    request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
+                                sampler=args.sampler, timestep_spacing=args.timestep_spacing, guidance=args.guidance,
+                                width=width, height=height, init_image=init, strength=strength, mask=mask)
+    interrupted = {"flag": False}
+
+    def on_sigint(signum, frame):
+        interrupted["flag"] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr, disable=None)
+
+    def progress(step: int, total: int, _latents) -> None:
+        bar.total = total
+        bar.update(step - bar.n)
+
+    try:
+        result = Pipeline(model).generate(request, progress=progress, should_stop=lambda: interrupted["flag"])
+    finally:
+        bar.close()
+        signal.signal(signal.SIGINT, previous)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", _parameters_text(args, request, model))
+    tmp = out.with_name(out.name + ".partial")
+    Image.fromarray(result.image).save(tmp, format="PNG", pnginfo=info)
+    tmp.replace(out)
+    print(str(out))
+    del torch
+    return 0
+
+
+def _inspect(args) -> int:
+    from .loader import inspect_model
+
+    print(json.dumps(inspect_model(args.path, args.prediction_type), indent=2))
+    return 0
+
+
+def _convert(args) -> int:
+    from .formats.pickle_checkpoint import convert_pickle_to_safetensors
+
+    report = convert_pickle_to_safetensors(args.src, args.dst)
+    print(json.dumps({"written": str(args.dst), **{k: v for k, v in vars(report).items() if k != "dst"}}, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    parser.__class__ = _Parser
+    for action in parser._subparsers._group_actions:  # noqa: SLF001 - make subparsers one-line too
+        for sub in action.choices.values():
+            sub.__class__ = _Parser
+    try:
+        args = parser.parse_args(argv)
+        handler = {"inspect": _inspect, "generate": _generate, "convert": _convert}[args.command]
+        return handler(args)
+    except _ArgumentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except CancelledError:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except InferenceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

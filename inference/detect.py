@@ -1,0 +1,139 @@
+"""Architecture detection: key names and shapes → plain configuration dicts. Touches no tensor data."""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from .errors import UnsupportedModelError
+from .models.unet import UNetConfig
+from .models.vae import VAEConfig
+
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+
+Shapes = Mapping[str, tuple[int, ...]]
+
+
+def strip_prefix(shapes: Mapping, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)}
+
+
+def _count(shapes: Shapes, pattern: str) -> int:
+    regex = re.compile(pattern)
+    found = {m.group(1) for k in shapes if (m := regex.match(k))}
+    return len(found)
+
+
+def detect_unet(shapes: Shapes, source: str, head_dim: int | None = None) -> UNetConfig:
+    """LDM UNet keys (prefix stripped) → UNetConfig, by walking `input_blocks`."""
+    try:
+        conv_in = shapes["input_blocks.0.0.weight"]
+        model_channels, in_channels = conv_in[0], conv_in[1]
+        out_channels = shapes["out.2.weight"][0]
+    except KeyError as missing:
+        raise UnsupportedModelError(f"{source}: no UNet input/output convolution ({missing.args[0]})") from None
+    n_inputs = _count(shapes, r"input_blocks\.(\d+)\.")
+    channel_mult: list[int] = []
+    depth: list[int] = []
+    res_blocks_per_level: list[int] = []
+    current_res, current_depth, current_mult = 0, 0, 0
+    context_dim = None
+    use_linear = False
+    for n in range(1, n_inputs):
+        if f"input_blocks.{n}.0.op.weight" in shapes:
+            channel_mult.append(current_mult)
+            depth.append(current_depth)
+            res_blocks_per_level.append(current_res)
+            current_res, current_depth = 0, 0
+            continue
+        out_w = shapes.get(f"input_blocks.{n}.0.out_layers.3.weight")
+        if out_w is None:
+            raise UnsupportedModelError(f"{source}: unrecognised UNet block input_blocks.{n}")
+        current_res += 1
+        current_mult = out_w[0] // model_channels
+        blocks = _count(shapes, rf"input_blocks\.{n}\.1\.transformer_blocks\.(\d+)\.")
+        if blocks:
+            current_depth = blocks
+            context_dim = shapes[f"input_blocks.{n}.1.transformer_blocks.0.attn2.to_k.weight"][1]
+            use_linear = len(shapes[f"input_blocks.{n}.1.proj_in.weight"]) == 2
+    channel_mult.append(current_mult)
+    depth.append(current_depth)
+    res_blocks_per_level.append(current_res)
+    if len(set(res_blocks_per_level)) != 1:
+        raise UnsupportedModelError(f"{source}: varying res blocks per level {res_blocks_per_level}")
+    if context_dim is None:
+        raise UnsupportedModelError(f"{source}: UNet without cross-attention")
+    middle_depth = _count(shapes, r"middle_block\.1\.transformer_blocks\.(\d+)\.")
+    adm = shapes.get("label_emb.0.0.weight")
+    # Head counts are not stored in the weights: SD1 uses 8 heads, SD2/SDXL 64-wide heads (the
+    # linear projection is their marker). Files that differ say so in metadata (`head_dim`).
+    widths = [model_channels * m for m in channel_mult]
+    if head_dim:
+        heads = [max(1, w // head_dim) for w in widths]
+    elif use_linear:
+        heads = [max(1, w // 64) for w in widths]
+    else:
+        heads = [8] * len(widths)
+    return UNetConfig(
+        in_channels=in_channels, out_channels=out_channels, model_channels=model_channels,
+        channel_mult=tuple(channel_mult), num_res_blocks=res_blocks_per_level[0],
+        transformer_depth=tuple(depth), transformer_depth_middle=middle_depth, num_heads=tuple(heads),
+        context_dim=context_dim, use_linear_in_transformer=use_linear,
+        adm_in_channels=adm[1] if adm else None, upcast_attention=(context_dim == 1024),
+    )
+
+
+def unet_facts(config: UNetConfig) -> dict:
+    return {"context_dim": config.context_dim, "adm_in_channels": config.adm_in_channels,
+            "in_channels": config.in_channels, "use_linear": config.use_linear_in_transformer}
+
+
+def detect_vae(shapes: Shapes, source: str, scaling_factor: float = 0.18215) -> VAEConfig:
+    """LDM VAE keys (prefix stripped) → VAEConfig."""
+    try:
+        ch = shapes["encoder.conv_in.weight"][0]
+        z2 = shapes["encoder.conv_out.weight"][0]
+    except KeyError as missing:
+        raise UnsupportedModelError(f"{source}: not an AutoencoderKL ({missing.args[0]} missing)") from None
+    levels = _count(shapes, r"encoder\.down\.(\d+)\.")
+    mult = []
+    for level in range(levels):
+        mult.append(shapes[f"encoder.down.{level}.block.0.conv1.weight"][0] // ch)
+    res_blocks = _count(shapes, r"encoder\.down\.0\.block\.(\d+)\.")
+    return VAEConfig(ch=ch, ch_mult=tuple(mult), num_res_blocks=res_blocks, z_channels=z2 // 2,
+                     in_channels=shapes["encoder.conv_in.weight"][1],
+                     out_channels=shapes["decoder.conv_out.weight"][0] if "decoder.conv_out.weight" in shapes else 3,
+                     scaling_factor=scaling_factor, use_quant_conv="quant_conv.weight" in shapes,
+                     use_post_quant_conv="post_quant_conv.weight" in shapes,
+                     mid_attention="encoder.mid.attn_1.q.weight" in shapes)
+
+
+def guess_v_prediction(shapes_and_stats: Mapping[str, float] | None) -> bool | None:
+    """SD2 single files do not say whether they predict v; callers may pass the std of
+    `output_blocks.11.1.transformer_blocks.0.norm1.bias` (v-models > 0.09) to guess."""
+    if not shapes_and_stats:
+        return None
+    std = shapes_and_stats.get("norm1_bias_std")
+    return None if std is None else std > 0.09
+
+
+def classify_file(shapes: Shapes) -> str:
+    """What a single .safetensors file holds: checkpoint, unet, vae, taesd_encoder, taesd_decoder, taesd."""
+    keys = shapes.keys()
+    if any(k.startswith(UNET_PREFIX) for k in keys):
+        return "checkpoint"
+    if "input_blocks.0.0.weight" in shapes:
+        return "unet"
+    if "encoder.conv_in.weight" in shapes or "decoder.conv_in.weight" in shapes:
+        return "vae"
+    if any(k.startswith(VAE_PREFIX) for k in keys):
+        return "vae_ldm"
+    if "encoder.layers.0.weight" in shapes or "decoder.layers.0.weight" in shapes:
+        return "taesd_diffusers"
+    if "encoder.0.weight" in shapes and "decoder.1.weight" in shapes:
+        return "taesd"
+    if "0.weight" in shapes and shapes["0.weight"][1] == 3:
+        return "taesd_encoder"
+    if "1.weight" in shapes and "0.weight" not in shapes:
+        return "taesd_decoder"
+    return "unknown"

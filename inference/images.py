@@ -1,0 +1,97 @@
+"""Image ↔ tensor conversions that round exactly like diffusers, and the inpainting paste-back."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import InvalidRequestError
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as uint8 RGB (H, W, 3); alpha is composited over black like diffusers' convert("RGB")."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB")).copy()
+    except FileNotFoundError:
+        raise InvalidRequestError(f"{path}: no such image file") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidRequestError(f"{path}: not a readable image ({exc})") from None
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """Read a mask file as uint8 (H, W): white = repaint. Alpha-only masks use their alpha."""
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("RGBA", "LA") and image.getextrema()[-1][0] < 255 and \
+                    max(band[1] for band in image.getextrema()[:-1]) == 0:
+                return np.asarray(image.getchannel("A")).copy()
+            return np.asarray(image.convert("L")).copy()
+    except FileNotFoundError:
+        raise InvalidRequestError(f"{path}: no such mask file") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidRequestError(f"{path}: not a readable mask image ({exc})") from None
+
+
+def as_rgb_array(image) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise InvalidRequestError(f"image must be uint8 (H, W, 3), got {array.dtype} {array.shape}")
+    return array[..., :3]
+
+
+def as_mask_array(mask) -> np.ndarray:
+    if isinstance(mask, Image.Image):
+        return np.asarray(mask.convert("L"))
+    array = np.asarray(mask)
+    if array.ndim == 3:
+        array = array[..., 0]
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    if array.dtype != np.uint8 or array.ndim != 2:
+        raise InvalidRequestError(f"mask must be uint8 (H, W), got {array.dtype} {array.shape}")
+    return array
+
+
+def rgb_to_tensor(rgb: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 (H, W, 3) → (1, 3, H, W) in [-1, 1], computed in float32 as diffusers' VaeImageProcessor does."""
+    tensor = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    return (tensor * 2.0 - 1.0).to(device=device, dtype=dtype)
+
+
+def mask_to_tensor(mask: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 (H, W) → binary (1, 1, H, W): ≥ 0.5 repaint, as diffusers' mask processor binarises."""
+    values = torch.from_numpy(mask.astype(np.float32) / 255.0)[None, None]
+    return (values >= 0.5).to(device=device, dtype=dtype)
+
+
+def tensor_to_rgb(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [-1, 1] → uint8 (H, W, 3) with diffusers' rounding: round((x/2+0.5).clamp(0,1)·255)."""
+    image = (image.float() / 2 + 0.5).clamp(0, 1)
+    array = image[0].permute(1, 2, 0).cpu().numpy()
+    return (array * 255).round().astype(np.uint8)
+
+
+def soft_paste_back(generated: np.ndarray, original: np.ndarray, mask: np.ndarray, feather: int = 4) -> np.ndarray:
+    """Composite `generated` over `original` where the mask is set, softening only *inside* the mask.
+
+    Pixels where mask == 0 come back bit-identical to `original`; the transition band lies within
+    the painted area (the mask is eroded by a distance ramp), so no generated pixel leaks outside it.
+    """
+    import cv2
+
+    inside = (mask >= 128).astype(np.uint8)
+    if feather > 0 and inside.any():
+        distance = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
+        weight = np.clip(distance / float(feather), 0.0, 1.0)
+    else:
+        weight = inside.astype(np.float32)
+    weight = weight[..., None]
+    blended = generated.astype(np.float32) * weight + original.astype(np.float32) * (1.0 - weight)
+    result = np.rint(blended).astype(np.uint8)
+    result[inside == 0] = original[inside == 0]
+    return result
