@@ -127,7 +127,7 @@ def _generate(args) -> int:
         interrupted["flag"] = True
 
     previous = signal.signal(signal.SIGINT, on_sigint)
-    bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr, disable=None)
+    bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr, mininterval=0.5)
 
     def progress(step: int, total: int, _latents) -> None:
         bar.total = total
