@@ -40,11 +40,14 @@ class GenerationRequest:
     mask: np.ndarray | None = None  # uint8 (H, W); white = repaint
     paste_back: bool = True  # inpainting: keep pixels outside the mask bit-identical
     paste_feather: int = 4
+    image_guidance: float = 1.5  # InstructPix2Pix: how closely to follow the input image
 
-    def mode(self) -> str:
+    def mode(self, unet_in_channels: int = 4) -> str:
         if self.mask is not None:
             return "inpaint"
-        return "img2img" if self.init_image is not None else "txt2img"
+        if self.init_image is None:
+            return "txt2img"
+        return "instruct" if unet_in_channels == 8 else "img2img"
 
 
 @dataclass
@@ -126,14 +129,42 @@ class Pipeline:
 
         return run
 
+    def _instruct_unet_fn(self, cond: Conditioning, guidance: float, image_guidance: float,
+                          image_latents: torch.Tensor):
+        """InstructPix2Pix's two-scale guidance over a batch of (text+image, image only, neither)."""
+        unet = self.model.unet
+        guided = cond.guided and image_guidance >= 1.0
+        if guided:
+            negative, positive = cond.context.chunk(2)
+            context = torch.cat([positive, negative, negative])
+            image_in = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)])
+        else:
+            context = cond.context[-1:]
+            image_in = image_latents
+
+        def run(x_in: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+            batch = context.shape[0]
+            model_in = torch.cat([x_in.repeat(batch, 1, 1, 1), image_in], dim=1)
+            t = torch.as_tensor(timestep, dtype=torch.float32, device=x_in.device).reshape(1).expand(batch)
+            out = unet(model_in, t, context, None).float()
+            if not guided:
+                return out
+            text, image_only, uncond = out.chunk(3)
+            return uncond + guidance * (text - image_only) + image_guidance * (image_only - uncond)
+
+        return run
+
     @torch.no_grad()
     def generate(self, request: GenerationRequest, progress: ProgressCallback | None = None,
                  should_stop: Callable[[], bool] | None = None, return_latents: bool = False) -> GenerationResult:
         validate_request(request)
         model = self.model
         device = model.device
-        mode = request.mode()
-        strength = request.strength if mode != "txt2img" else 1.0
+        mode = request.mode(model.unet.config.in_channels)
+        if model.unet.config.in_channels == 8 and mode != "instruct":
+            raise InvalidRequestError(f"{model.name} is an InstructPix2Pix model: it edits an --init-image "
+                                      "following the prompt, without a mask")
+        strength = request.strength if mode in ("img2img", "inpaint") else 1.0
         schedule = build_schedule(request.sampler, model.scheduler_config, request.steps,
                                   spacing=request.timestep_spacing, strength=strength)
         generator = torch.Generator().manual_seed(request.seed)
@@ -154,12 +185,15 @@ class Pipeline:
         else:
             original = as_rgb_array(request.init_image)
             image = rgb_to_tensor(original, device, model.vae.dtype)
-            if mode == "img2img":
+            if mode == "instruct":
+                # InstructPix2Pix starts from pure noise; the image (posterior mode) rides along.
+                extra_channels = _ip2p_image_latents(model, image)
+                noise = draw_noise()
+                x = schedule.initial_latents(noise)
+            elif mode == "img2img":
                 image_latents = _posterior_sample(model, image, generator)
                 noise = draw_noise()
                 x = schedule.noised_latents(image_latents, noise)
-                if unet_in == 8:  # InstructPix2Pix: the image latent (mode of the posterior) rides along
-                    extra_channels = _ip2p_image_latents(model, image)
             else:
                 mask_array = as_mask_array(request.mask)
                 mask = mask_to_tensor(mask_array, device, torch.float32)
@@ -174,7 +208,10 @@ class Pipeline:
                 if unet_in == 9:
                     extra_channels = torch.cat([mask_latent, masked_latents], dim=1)
 
-        unet_fn = self._unet_fn(cond, request.guidance, extra_channels)
+        if mode == "instruct":
+            unet_fn = self._instruct_unet_fn(cond, request.guidance, request.image_guidance, extra_channels)
+        else:
+            unet_fn = self._unet_fn(cond, request.guidance, extra_channels)
         denoiser = make_denoiser(unet_fn, model.prediction_type)
         total = schedule.num_steps
 

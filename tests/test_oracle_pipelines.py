@@ -74,7 +74,8 @@ def _reference_pipe(folder, kind, mode, in_channels):
                "inpaint": diffusers.StableDiffusionXLInpaintPipeline}[mode]
     else:
         cls = {"txt2img": diffusers.StableDiffusionPipeline, "img2img": diffusers.StableDiffusionImg2ImgPipeline,
-               "inpaint": diffusers.StableDiffusionInpaintPipeline}[mode]
+               "inpaint": diffusers.StableDiffusionInpaintPipeline,
+               "instruct": diffusers.StableDiffusionInstructPix2PixPipeline}[mode]
     pipe = cls.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -109,7 +110,11 @@ def _compare(kind, channels, folders, model_root, *, sampler="euler", steps=6, g
         kwargs.update(width=SIZE, height=SIZE)
     else:
         image = _test_image()
-        kwargs.update(image=Image.fromarray(image), strength=strength)
+        kwargs.update(image=Image.fromarray(image))
+        if mode == "instruct":
+            kwargs.update(image_guidance_scale=1.5)
+        else:
+            kwargs.update(strength=strength)
         request.init_image = image
         if mode == "inpaint":
             mask = _test_mask()
@@ -171,6 +176,11 @@ def test_sdxl_img2img_matches_diffusers(folders, model_root):
 
 def test_sdxl_inpaint_matches_diffusers(folders, model_root):
     _compare("sdxl", 4, folders, model_root, sampler="euler", steps=5, mode="inpaint", strength=0.99)
+
+
+@pytest.mark.parametrize("sampler", ["euler", "euler_a"])
+def test_instruct_pix2pix_matches_diffusers(folders, model_root, sampler):
+    _compare("sd1", 8, folders, model_root, sampler=sampler, steps=5, mode="instruct")
 
 
 def test_inpaint_paste_back_keeps_outside_pixels_bit_identical(folders, model_root):

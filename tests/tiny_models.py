@@ -38,7 +38,8 @@ def _tokenizer_folder(root: Path, name: str, pad_id: int) -> Path:
 
 def build_sd(root: Path, *, kind: str = "sd1", in_channels: int = 4, seed: int = 0) -> Path:
     """kind: "sd1" (CLIP-L style, eps, conv projections) or "sd2" (OpenCLIP style, v, linear)."""
-    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline, UNet2DConditionModel, PNDMScheduler
+    from diffusers import (PNDMScheduler, StableDiffusionInpaintPipeline, StableDiffusionInstructPix2PixPipeline,
+                           StableDiffusionPipeline, UNet2DConditionModel)
     from transformers import CLIPTextModel, CLIPTokenizer as HFTokenizer
 
     torch.manual_seed(seed)
@@ -57,7 +58,7 @@ def build_sd(root: Path, *, kind: str = "sd1", in_channels: int = 4, seed: int =
     if sd2:
         scheduler_cfg["prediction_type"] = "v_prediction"
     scheduler = PNDMScheduler.from_config(scheduler_cfg)
-    cls = StableDiffusionInpaintPipeline if in_channels == 9 else StableDiffusionPipeline
+    cls = {9: StableDiffusionInpaintPipeline, 8: StableDiffusionInstructPix2PixPipeline}.get(in_channels, StableDiffusionPipeline)
     pipe = cls(vae=_vae(), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     _randomise_norms(pipe)
