@@ -99,7 +99,7 @@ def _generate(args) -> int:
 
     from .images import load_mask, load_rgb
     from .loader import load_model
-    from .pipeline import GenerationRequest, Pipeline
+    from .pipeline import GenerationRequest, Pipeline, validate_request
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
@@ -126,17 +126,20 @@ def _generate(args) -> int:
     def on_sigint(signum, frame):
         interrupted["flag"] = True
 
+    validate_request(request)  # before any progress output, so bad input stays one line
     previous = signal.signal(signal.SIGINT, on_sigint)
-    bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr, mininterval=0.5)
+    bars: list = []
 
     def progress(step: int, total: int, _latents) -> None:
-        bar.total = total
-        bar.update(step - bar.n)
+        if not bars:  # created on the first step: nothing is printed for requests that fail early
+            bars.append(tqdm(total=total, desc="sampling", unit="step", file=sys.stderr, mininterval=0.5))
+        bars[0].update(step - bars[0].n)
 
     try:
         result = Pipeline(model).generate(request, progress=progress, should_stop=lambda: interrupted["flag"])
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
         signal.signal(signal.SIGINT, previous)
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", _parameters_text(args, request, model))

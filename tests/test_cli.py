@@ -126,7 +126,7 @@ def test_ctrl_c_stops_cleanly_without_output(tiny_model, tmp_path):
                                     "--out", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.time() + 120
         # Interrupt once sampling has started (the progress bar has printed a step).
-        while time.time() < deadline and "1/1000" not in log_path.read_text(errors="replace"):
+        while time.time() < deadline and "/1000" not in log_path.read_text(errors="replace"):
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
