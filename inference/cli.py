@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"])
     _add_generate(sub)
+    p = sub.add_parser("bench", help="time the hot paths (random-weight real architectures + house model)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--quick", action="store_true", help="small sizes and step counts (minutes on a CPU)")
+    p.add_argument("--compare", choices=["diffusers"], help="time diffusers on the same weights in the same run")
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--cases", help="comma-separated subset, e.g. sd-turbo-preview,house-preview")
+    p.add_argument("--json", required=True, dest="json_out")
     p = sub.add_parser("convert", help="convert a pickle checkpoint to .safetensors (weights_only load)")
     p.add_argument("src")
     p.add_argument("dst")
@@ -158,6 +167,26 @@ def _inspect(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from .bench import run_bench, write_report
+
+    _check_device(args.device)
+    if args.runs < 1 or args.warmup < 0:
+        raise InferenceError(f"--runs {args.runs} / --warmup {args.warmup}: need runs ≥ 1 and warmup ≥ 0")
+    if args.compare == "diffusers":
+        try:
+            import diffusers  # noqa: F401
+        except ImportError:
+            raise InferenceError("--compare diffusers needs the test extra: pip install -e '.[test]'") from None
+    cases = [c.strip() for c in args.cases.split(",")] if args.cases else None
+    report = run_bench(device=args.device, quick=args.quick, compare=args.compare, runs=args.runs,
+                       warmup=args.warmup, cases=cases, dtype=args.dtype,
+                       log=lambda line: print(line, file=sys.stderr))
+    write_report(report, args.json_out)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def _convert(args) -> int:
     from .formats.pickle_checkpoint import convert_pickle_to_safetensors
 
@@ -174,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             sub.__class__ = _Parser
     try:
         args = parser.parse_args(argv)
-        handler = {"inspect": _inspect, "generate": _generate, "convert": _convert}[args.command]
+        handler = {"inspect": _inspect, "generate": _generate, "convert": _convert, "bench": _bench}[args.command]
         return handler(args)
     except _ArgumentError as exc:
         print(f"error: {exc}", file=sys.stderr)

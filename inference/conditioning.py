@@ -71,8 +71,12 @@ def chunk_count(model: DiffusionModel, text: str) -> int:
     return tokenize_weighted(encoder.tokenizer, text).n_chunks
 
 
-def sdxl_time_ids(height: int, width: int, crop_top: int = 0, crop_left: int = 0) -> torch.Tensor:
-    """(original size, crop, target size), all in pixels: diffusers' default `add_time_ids`."""
+def sdxl_time_ids(height: int, width: int, crop_top: int = 0, crop_left: int = 0,
+                  aesthetic_score: float | None = None) -> torch.Tensor:
+    """(original size, crop, target size), all in pixels: diffusers' default `add_time_ids`.
+    The refiner replaces the target size by an aesthetic score (diffusers: 6.0, negative 2.5)."""
+    if aesthetic_score is not None:
+        return torch.tensor([[height, width, crop_top, crop_left, aesthetic_score]], dtype=torch.float32)
     return torch.tensor([[height, width, crop_top, crop_left, height, width]], dtype=torch.float32)
 
 
@@ -109,7 +113,12 @@ def build_conditioning(model: DiffusionModel, prompt: str, negative: str, guidan
     encode = cache.get if cache is not None else (lambda m, t, c: encode_prompt(m, t, c))
     positive = encode(model, prompt, chunks)
     y = None
-    time_ids = sdxl_time_ids(height, width) if model.family.uses_time_ids else None
+    time_ids = negative_time_ids = None
+    if model.family.uses_time_ids:
+        pooled_width = positive.pooled.shape[-1]
+        refiner = model.unet.config.adm_in_channels == pooled_width + 5 * 256
+        time_ids = sdxl_time_ids(height, width, aesthetic_score=6.0 if refiner else None)
+        negative_time_ids = sdxl_time_ids(height, width, aesthetic_score=2.5 if refiner else None)
     if not guided:
         if time_ids is not None:
             y = adm_vector(positive.pooled, time_ids)
@@ -122,5 +131,5 @@ def build_conditioning(model: DiffusionModel, prompt: str, negative: str, guidan
         negative_emb = encode(model, negative, chunks)
     context = torch.cat([negative_emb.context, positive.context])
     if time_ids is not None:
-        y = torch.cat([adm_vector(negative_emb.pooled, time_ids), adm_vector(positive.pooled, time_ids)])
+        y = torch.cat([adm_vector(negative_emb.pooled, negative_time_ids), adm_vector(positive.pooled, time_ids)])
     return Conditioning(context, y, True)

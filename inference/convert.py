@@ -278,14 +278,16 @@ def open_clip_to_hf(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
-def open_clip_config(state_shapes: Mapping[str, tuple[int, ...]], with_projection: bool) -> CLIPTextConfig:
-    """Derive the text config of an OpenCLIP tower from its key shapes (OpenCLIP files carry no config)."""
+def open_clip_config(state_shapes: Mapping[str, tuple[int, ...]], with_projection: bool,
+                     head_dim: int = 64) -> CLIPTextConfig:
+    """Derive the text config of an OpenCLIP tower from its key shapes (OpenCLIP files carry no config).
+    Heads are not in the weights: every published tower uses 64-wide heads."""
     width = state_shapes["token_embedding.weight"][1]
     layers = 1 + max(int(k.split(".")[2]) for k in state_shapes if k.startswith("transformer.resblocks."))
     return CLIPTextConfig(
         vocab_size=state_shapes["token_embedding.weight"][0], hidden_size=width,
         intermediate_size=state_shapes["transformer.resblocks.0.mlp.c_fc.weight"][0], num_hidden_layers=layers,
-        num_attention_heads=width // 64, max_position_embeddings=state_shapes["positional_embedding"][0],
+        num_attention_heads=max(1, width // head_dim), max_position_embeddings=state_shapes["positional_embedding"][0],
         hidden_act="gelu", eos_token_id=49407,
         projection_dim=state_shapes["text_projection"][1] if with_projection and "text_projection" in state_shapes else None,
     )

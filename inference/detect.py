@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from .errors import UnsupportedModelError
 from .models.unet import UNetConfig
@@ -24,8 +25,82 @@ def _count(shapes: Shapes, pattern: str) -> int:
     return len(found)
 
 
-def detect_unet(shapes: Shapes, source: str, head_dim: int | None = None) -> UNetConfig:
-    """LDM UNet keys (prefix stripped) → UNetConfig, by walking `input_blocks`."""
+@dataclass(frozen=True)
+class FileHints:
+    """What a single file's safetensors `__metadata__` says about facts its weights cannot show.
+
+    Standard keys (Stability's ModelSpec): `modelspec.architecture` (e.g. `stable-diffusion-v1`,
+    `stable-diffusion-v2-768-v`, `stable-diffusion-xl-v1-base`) names the family and, for SD2,
+    the prediction type; `modelspec.prediction_type` (`epsilon` or `v`). Our own keys, needed only
+    by non-standard sizes (test and house models): `canvasai.head_dim` (UNet attention head width),
+    `canvasai.num_heads` (UNet heads, one number or one per level), `canvasai.text_head_dim` (text
+    encoder head width, 64 in every published encoder), `canvasai.norm_groups` (GroupNorm groups of
+    the UNet and the VAE, 32 in every published model).
+    """
+
+    family: str | None = None
+    prediction_type: str | None = None
+    head_dim: int | None = None
+    num_heads: tuple[int, ...] | None = None
+    text_head_dim: int | None = None
+    norm_groups: int | None = None
+    architecture: str | None = None
+
+
+# ModelSpec architecture (before any `/adapter` suffix) → (family, prediction type it implies).
+_MODELSPEC_ARCHITECTURES = (
+    ("stable-diffusion-xl-v1-refiner", "sdxl_refiner", None),
+    ("stable-diffusion-xl-v1", "sdxl", None),
+    ("stable-diffusion-v2-768-v", "sd2", "v_prediction"),
+    ("stable-diffusion-v2-512", "sd2", "epsilon"),
+    ("stable-diffusion-v2", "sd2", None),
+    ("stable-diffusion-v1", "sd1", None),
+)
+_PREDICTION_NAMES = {"epsilon": "epsilon", "eps": "epsilon", "v": "v_prediction", "v_prediction": "v_prediction"}
+
+
+def _positive_int(value: str | None, key: str, source: str) -> int | None:
+    if value is None:
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise UnsupportedModelError(f"{source}: metadata {key}={value!r} is not a positive integer")
+    return int(value)
+
+
+def hints_from_metadata(metadata: Mapping[str, str], source: str) -> FileHints:
+    """Parse the `__metadata__` keys described on `FileHints`; unknown keys are ignored."""
+    family = prediction = None
+    architecture = metadata.get("modelspec.architecture")
+    if architecture:
+        base = architecture.split("/", 1)[0].strip().lower()
+        for prefix, name, implied in _MODELSPEC_ARCHITECTURES:
+            if base.startswith(prefix):
+                family, prediction = name, implied
+                break
+    declared = metadata.get("modelspec.prediction_type")
+    if declared:
+        if declared.strip().lower() not in _PREDICTION_NAMES:
+            raise UnsupportedModelError(f"{source}: metadata modelspec.prediction_type={declared!r} is not supported")
+        prediction = _PREDICTION_NAMES[declared.strip().lower()]
+    heads = metadata.get("canvasai.num_heads")
+    num_heads = None
+    if heads is not None:
+        num_heads = tuple(_positive_int(part, "canvasai.num_heads", source) for part in heads.split(","))
+    return FileHints(family=family, prediction_type=prediction,
+                     head_dim=_positive_int(metadata.get("canvasai.head_dim"), "canvasai.head_dim", source),
+                     num_heads=num_heads,
+                     text_head_dim=_positive_int(metadata.get("canvasai.text_head_dim"), "canvasai.text_head_dim",
+                                                 source),
+                     norm_groups=_positive_int(metadata.get("canvasai.norm_groups"), "canvasai.norm_groups", source),
+                     architecture=architecture)
+
+
+def detect_unet(shapes: Shapes, source: str, head_dim: int | None = None, num_heads: tuple[int, ...] | None = None,
+                norm_groups: int | None = None) -> UNetConfig:
+    """LDM UNet keys (prefix stripped) → UNetConfig, by walking `input_blocks`.
+
+    Head counts and GroupNorm groups are not in the weights: `num_heads` (one value or one per
+    level), `head_dim` and `norm_groups` override the published models' conventions."""
     try:
         conv_in = shapes["input_blocks.0.0.weight"]
         model_channels, in_channels = conv_in[0], conv_in[1]
@@ -66,9 +141,13 @@ def detect_unet(shapes: Shapes, source: str, head_dim: int | None = None) -> UNe
     middle_depth = _count(shapes, r"middle_block\.1\.transformer_blocks\.(\d+)\.")
     adm = shapes.get("label_emb.0.0.weight")
     # Head counts are not stored in the weights: SD1 uses 8 heads, SD2/SDXL 64-wide heads (the
-    # linear projection is their marker). Files that differ say so in metadata (`head_dim`).
+    # linear projection is their marker). Files that differ say so in metadata (`FileHints`).
     widths = [model_channels * m for m in channel_mult]
-    if head_dim:
+    if num_heads:
+        if len(num_heads) not in (1, len(widths)):
+            raise UnsupportedModelError(f"{source}: {len(num_heads)} head counts for {len(widths)} UNet levels")
+        heads = list(num_heads) * len(widths) if len(num_heads) == 1 else list(num_heads)
+    elif head_dim:
         heads = [max(1, w // head_dim) for w in widths]
     elif use_linear:
         heads = [max(1, w // 64) for w in widths]
@@ -80,6 +159,7 @@ def detect_unet(shapes: Shapes, source: str, head_dim: int | None = None) -> UNe
         transformer_depth=tuple(depth), transformer_depth_middle=middle_depth, num_heads=tuple(heads),
         context_dim=context_dim, use_linear_in_transformer=use_linear,
         adm_in_channels=adm[1] if adm else None, upcast_attention=(context_dim == 1024),
+        norm_groups=norm_groups or 32,
     )
 
 
@@ -88,7 +168,7 @@ def unet_facts(config: UNetConfig) -> dict:
             "in_channels": config.in_channels, "use_linear": config.use_linear_in_transformer}
 
 
-def detect_vae(shapes: Shapes, source: str, scaling_factor: float = 0.18215) -> VAEConfig:
+def detect_vae(shapes: Shapes, source: str, scaling_factor: float = 0.18215, norm_groups: int | None = None) -> VAEConfig:
     """LDM VAE keys (prefix stripped) → VAEConfig."""
     try:
         ch = shapes["encoder.conv_in.weight"][0]
@@ -105,7 +185,7 @@ def detect_vae(shapes: Shapes, source: str, scaling_factor: float = 0.18215) -> 
                      out_channels=shapes["decoder.conv_out.weight"][0] if "decoder.conv_out.weight" in shapes else 3,
                      scaling_factor=scaling_factor, use_quant_conv="quant_conv.weight" in shapes,
                      use_post_quant_conv="post_quant_conv.weight" in shapes,
-                     mid_attention="encoder.mid.attn_1.q.weight" in shapes)
+                     mid_attention="encoder.mid.attn_1.q.weight" in shapes, norm_groups=norm_groups or 32)
 
 
 def guess_v_prediction(shapes_and_stats: Mapping[str, float] | None) -> bool | None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,8 +28,8 @@ from .registry import FAMILIES, ModelFamily, TextEncoderSpec, family_by_name, ma
 from .tokenizer.bpe import CLIPTokenizer
 
 # Keys of real single-file checkpoints that hold nothing the engine uses (LDM noise-schedule
-# buffers, EMA bookkeeping, CLIP position-id buffers, OpenCLIP's logit scale).
-IGNORED_PREFIXES = ("model_ema.", "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
+# buffers, SGM's `denoiser.sigmas`, EMA bookkeeping, CLIP position-id buffers, OpenCLIP's logit scale).
+IGNORED_PREFIXES = ("model_ema.", "denoiser.sigmas", "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
                     "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
                     "sqrt_recipm1_alphas_cumprod", "posterior_", "logvar", "model.diffusion_model.__")
 IGNORED_SUFFIXES = ("position_ids", "logit_scale", ".attn_mask")
@@ -128,14 +129,15 @@ def _meta_tensors(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tens
     return {k: torch.empty(shape, device="meta") for k, shape in shapes.items()}
 
 
-def _hf_clip_config(shapes: Mapping[str, tuple[int, ...]], kind: str, with_projection: bool) -> CLIPTextConfig:
+def _hf_clip_config(shapes: Mapping[str, tuple[int, ...]], kind: str, with_projection: bool,
+                    head_dim: int = 64) -> CLIPTextConfig:
     """CLIP-L configuration from HF-named key shapes (single files carry no config)."""
     width = shapes["text_model.embeddings.token_embedding.weight"][1]
     layers = 1 + max(int(k.split(".")[3]) for k in shapes if k.startswith("text_model.encoder.layers."))
     return CLIPTextConfig(
         vocab_size=shapes["text_model.embeddings.token_embedding.weight"][0], hidden_size=width,
         intermediate_size=shapes["text_model.encoder.layers.0.mlp.fc1.weight"][0], num_hidden_layers=layers,
-        num_attention_heads=width // 64,
+        num_attention_heads=max(1, width // head_dim),
         max_position_embeddings=shapes["text_model.embeddings.position_embedding.weight"][0],
         hidden_act="quick_gelu" if kind == "clip_l" else "gelu",
         projection_dim=shapes["text_projection.weight"][0] if with_projection and "text_projection.weight" in shapes else None,
@@ -181,25 +183,59 @@ def _text_state(raw: Mapping[str, torch.Tensor], spec: TextEncoderSpec) -> dict[
     return convert.hf_clip_state(raw)
 
 
-def _plan_single_file(shapes: Mapping[str, tuple[int, ...]], source: str, head_dim: int | None) -> _SingleFilePlan:
-    unet_shapes = detect.strip_prefix(shapes, detect.UNET_PREFIX)
-    unet_config = detect.detect_unet(unet_shapes, source, head_dim)
+def _resolve_family(unet_config: UNetConfig, hints: detect.FileHints, source: str) -> ModelFamily:
+    """The family the UNet's shapes match; failing that, the one the file's metadata declares
+    (non-standard sizes), provided the UNet has that family's kind of conditioning."""
     family = match_family(detect.unet_facts(unet_config))
-    if family is None:
+    if family is not None:
+        return family
+    if hints.family is not None:
+        declared = family_by_name(hints.family)
+        wants_adm = declared.matches.get("adm_in_channels") is not None
+        if wants_adm == (unet_config.adm_in_channels is not None):
+            return declared
         raise UnsupportedModelError(
-            f"{source}: UNet with context {unet_config.context_dim} and ADM {unet_config.adm_in_channels} "
-            f"matches no supported family ({', '.join(f.name for f in FAMILIES)})")
+            f"{source}: metadata declares {hints.architecture!r} but the UNet "
+            f"{'has' if unet_config.adm_in_channels else 'lacks'} the SDXL conditioning input")
+    raise UnsupportedModelError(
+        f"{source}: UNet with context {unet_config.context_dim} and ADM {unet_config.adm_in_channels} "
+        f"matches no supported family ({', '.join(f.name for f in FAMILIES)})")
+
+
+@contextmanager
+def _required_keys(source: str, prefix: str) -> Iterator[None]:
+    """Detection reads particular tensors' shapes; a file without one is incomplete, say which."""
+    try:
+        yield
+    except KeyError as missing:
+        raise ModelFormatError(f"{source}: tensor {prefix}{missing.args[0]} is missing "
+                               f"(the checkpoint is incomplete or damaged)") from None
+
+
+def _plan_single_file(shapes: Mapping[str, tuple[int, ...]], source: str,
+                      hints: detect.FileHints | None = None) -> _SingleFilePlan:
+    hints = hints or detect.FileHints()
+    unet_shapes = detect.strip_prefix(shapes, detect.UNET_PREFIX)
+    with _required_keys(source, detect.UNET_PREFIX):
+        unet_config = detect.detect_unet(unet_shapes, source, hints.head_dim, hints.num_heads, hints.norm_groups)
+    family = _resolve_family(unet_config, hints, source)
+    if family.name == "sd2" and not unet_config.upcast_attention:
+        unet_config = replace(unet_config, upcast_attention=True)
     vae_shapes = detect.strip_prefix(shapes, detect.VAE_PREFIX)
-    vae_config = detect.detect_vae(vae_shapes, source, family.vae_scaling_factor) if vae_shapes else None
+    with _required_keys(source, detect.VAE_PREFIX):
+        vae_config = (detect.detect_vae(vae_shapes, source, family.vae_scaling_factor, hints.norm_groups)
+                      if vae_shapes else None)
+    text_head_dim = hints.text_head_dim or 64
     _, _, text_shapes, ignored, _ = _split_components(shapes, family)
     text_configs = []
     for spec, raw in zip(family.text_encoders, text_shapes):
         if not raw:
             raise ModelFormatError(f"{source}: no {spec.kind} text encoder weights under {spec.single_file_prefix!r}")
-        if spec.layout == "open_clip":
-            text_configs.append(convert.open_clip_config(raw, spec.pooled))
-        else:
-            text_configs.append(_hf_clip_config(_text_state(raw, spec), spec.kind, spec.pooled))
+        with _required_keys(source, spec.single_file_prefix):
+            if spec.layout == "open_clip":
+                text_configs.append(convert.open_clip_config(raw, spec.pooled, text_head_dim))
+            else:
+                text_configs.append(_hf_clip_config(_text_state(raw, spec), spec.kind, spec.pooled, text_head_dim))
     return _SingleFilePlan(family, unet_config, vae_config, text_configs, ignored)
 
 
@@ -219,11 +255,6 @@ def _build_single_file(state: Mapping[str, torch.Tensor], plan: _SingleFilePlan,
     return unet, vae, texts
 
 
-def _single_file_head_dim(metadata: Mapping[str, str]) -> int | None:
-    value = metadata.get("canvasai.head_dim")
-    return int(value) if value and value.isdigit() else None
-
-
 def load_single_file(path: Path, device: torch.device, dtype: torch.dtype,
                      prediction_type: str | None, vae: AutoencoderKL | TAESD | None = None) -> DiffusionModel:
     header = read_header(path)
@@ -231,7 +262,8 @@ def load_single_file(path: Path, device: torch.device, dtype: torch.dtype,
     if kind != "checkpoint":
         raise UnsupportedModelError(f"{path.name}: holds a {kind.replace('_', ' ')}, not a full checkpoint")
     shapes = {k: tuple(t.shape) for k, t in header.tensors.items()}
-    plan = _plan_single_file(shapes, path.name, _single_file_head_dim(header.metadata))
+    hints = detect.hints_from_metadata(header.metadata, path.name)
+    plan = _plan_single_file(shapes, path.name, hints)
     state = dict(iter_tensors(path, device="cpu", dtype=dtype,
                               rename=lambda k: None if _is_ignored(k) else k))
     report: dict = {"ignored_keys": plan.ignored}
@@ -242,7 +274,7 @@ def load_single_file(path: Path, device: torch.device, dtype: torch.dtype,
     family = plan.family
     scheduler = dict(family.scheduler)
     if prediction_type is None:
-        prediction_type = _guess_prediction_type(path, header, family)
+        prediction_type = hints.prediction_type or _guess_prediction_type(path, header, family)
     scheduler["prediction_type"] = prediction_type
     tokenizers = [CLIPTokenizer.default(pad_token_id=spec.pad_token_id) for spec in family.text_encoders]
     encoders = [TextEncoder(spec, model.to(device), tok)
@@ -453,10 +485,11 @@ def inspect_model(path: str | Path, prediction_type: str | None = None) -> dict:
     dtypes = sorted({t.dtype for t in header.tensors.values()})
     if kind != "checkpoint":
         return {"path": str(path), "format": "single_file", "kind": kind, "tensors": len(shapes), "dtype": dtypes}
-    plan = _plan_single_file(shapes, path.name, _single_file_head_dim(header.metadata))
+    hints = detect.hints_from_metadata(header.metadata, path.name)
+    plan = _plan_single_file(shapes, path.name, hints)
     report: dict = {"ignored_keys": plan.ignored}
     unet, vae, texts = _build_single_file(_meta_tensors(shapes), plan, path.name, report)
-    prediction = prediction_type or (_guess_prediction_type(path, header, plan.family))
+    prediction = prediction_type or hints.prediction_type or _guess_prediction_type(path, header, plan.family)
     description = _describe(plan.family, unet, vae, texts, [s.kind for s in plan.family.text_encoders],
                             prediction, report)
     components = ["unet"] + (["vae"] if vae is not None else []) + [s.kind for s in plan.family.text_encoders]

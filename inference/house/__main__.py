@@ -1,0 +1,56 @@
+"""CLI: python -m inference.house {train, export, evaluate, bench} …"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inference.house")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="train (or resume) VAE, UNet + text encoder, preview distillation")
+    tr.add_argument("--out", required=True)
+    tr.add_argument("--minutes", type=float, default=45.0, help="total budget over all stages (resume extends)")
+    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--threads", type=int, default=None)
+    tr.add_argument("--save-every", type=float, default=3.0, help="minutes between checkpoints")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--scenes", type=int, default=3000, help="training scenes encoded for the UNet stage")
+    ex = sub.add_parser("export", help="write diffusers folders full/ and preview/ from a training dir")
+    ex.add_argument("--ckpt", required=True)
+    ex.add_argument("--out", default="assets/house")
+    ev = sub.add_parser("evaluate", help="held-out adherence, coherence, seams, outpainting")
+    ev.add_argument("--models", default="assets/house")
+    ev.add_argument("--json", required=True)
+    ev.add_argument("--prompts", type=int, default=48)
+    ev.add_argument("--threads", type=int, default=None)
+    be = sub.add_parser("bench", help="CPU timings of the shipped folders")
+    be.add_argument("--models", default="assets/house")
+    be.add_argument("--threads", type=int, default=2)
+    be.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        from .train import run
+        result = run(args.out, args.minutes, args.device, args.save_every, args.seed, args.threads, args.scenes)
+    elif args.command == "export":
+        from .export import export_checkpoint
+        result = export_checkpoint(args.ckpt, args.out)
+    elif args.command == "evaluate":
+        from .evaluate import evaluate
+        result = evaluate(args.models, args.prompts, threads=args.threads)
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=1)
+    else:
+        from .bench import bench
+        result = bench(args.models, args.threads)
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(result, handle, indent=1)
+    json.dump(result, sys.stdout, indent=1, default=str)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

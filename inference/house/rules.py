@@ -1,0 +1,156 @@
+"""Transparent pixel rules that read scene attributes back from an image (for prompt adherence).
+
+Each rule is a colour test against the generator's own palette (`scene.py`) at a place fixed by
+the estimated horizon; `tests/test_house_scene.py` checks the rules on ground-truth renders.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .scene import COLOURS, LIGHT, SKY, TERRAIN, WATER
+
+
+def horizon_row(img: np.ndarray) -> int:
+    """Topmost row in the middle band where a colour edge spans most of the width (the ground line);
+    falls back to the row with the largest such span."""
+    H = img.shape[0]
+    step = np.abs(np.diff(img.astype(np.int16), axis=0)).sum(-1) > 30  # (H-1, W)
+    span = step.mean(1)
+    lo, hi = int(0.3 * H), int(0.75 * H)
+    strong = np.nonzero(span[lo:hi] > 0.55)[0]
+    if len(strong):
+        return lo + 1 + int(strong[0])
+    return lo + 1 + int(np.argmax(span[lo:hi]))
+
+
+def _dist(img: np.ndarray, colour) -> np.ndarray:
+    return np.linalg.norm(img.astype(np.float32) - np.asarray(colour, np.float32), axis=-1)
+
+
+def _lit(colour, time: str) -> np.ndarray:
+    return np.asarray(colour, np.float32) * np.asarray(LIGHT[time], np.float32)
+
+
+def read_time(img: np.ndarray) -> str:
+    top = img[: max(2, img.shape[0] // 10)].reshape(-1, 3).astype(np.float32).mean(0)
+    return min(SKY, key=lambda t: np.linalg.norm(top - np.asarray(SKY[t][0], np.float32)))
+
+
+def read_sky(img: np.ndarray, time: str, hz: int) -> str:
+    region = img[: max(4, hz - img.shape[0] // 5)].astype(np.int16)
+    lum = region.mean(-1)
+    sat = region.max(-1) - region.min(-1)
+    bright = (lum > 175) | ((lum > 120) & (time == "night"))
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(bright.astype(np.uint8), connectivity=8)
+    round_blob, wide, small = False, 0, 0
+    for k in range(1, n):
+        x, y, w, h, area = stats[k]
+        comp = lab == k
+        if area <= 12:
+            small += 1
+        elif w >= 1.6 * h and area >= 60 and sat[comp].mean() < 45:
+            wide += area
+        elif area >= 60 and 0.6 < w / max(h, 1) < 1.6 and area / (w * h) > 0.55:
+            round_blob = True
+    if wide >= 150:
+        return "clouds"
+    if round_blob:
+        return "moon" if time == "night" else "sun"
+    if small >= 6 and time == "night":
+        return "stars"
+    return "clear"
+
+
+def read_water(img: np.ndarray, time: str, hz: int) -> tuple[str, np.ndarray]:
+    H = img.shape[0]
+    bottom = np.asarray(SKY[time][1], np.float32)
+    colour = (0.7 * np.asarray(WATER, np.float32) + 0.3 * bottom) * (0.45 if time == "night" else 1.0)
+    mask = _dist(img, colour) < 40
+    mask[:hz] = False
+    frac = mask[hz:].mean() if hz < H else 0.0
+    if frac < 0.015:
+        return "none", mask
+    below = mask[hz + 1: hz + 5]
+    if below.size and below.mean() > 0.8:
+        return "sea", mask
+    if mask[-3:].any():
+        return "river", mask
+    return "lake", mask
+
+
+def read_terrain(img: np.ndarray, time: str, hz: int, water: np.ndarray) -> str:
+    ground = img[hz + 2:].reshape(-1, 3).astype(np.float32)
+    keep = ~water[hz + 2:].reshape(-1)
+    scores = {}
+    above = img[max(0, hz - img.shape[0] // 4): max(1, hz - 2)].reshape(-1, 3).astype(np.float32)
+    for name, (sil, grd) in TERRAIN.items():
+        g = _lit(grd, time)
+        s = _lit(sil, time)
+        near_ground = (np.linalg.norm(ground[keep] - g, axis=1) < 30).mean() if keep.any() else 0.0
+        near_sil = (np.linalg.norm(above - s, axis=1) < 30).mean() if len(above) else 0.0
+        scores[name] = near_ground + 0.5 * near_sil
+    snow = (np.linalg.norm(above - _lit((248, 248, 252), time), axis=1) < 25).mean() if len(above) else 0.0
+    scores["snowy"] += 2 * snow
+    return max(scores, key=scores.get)
+
+
+def read_vegetation(img: np.ndarray, time: str, hz: int) -> str:
+    from .scene import FOREST, PALM_LEAF, PINE
+
+    H = img.shape[0]
+    band = img[max(0, hz - 10): hz + 4]
+    forest = (_dist(band, _lit(FOREST, time)) < 28).any(0).mean()
+    if forest > 0.6:
+        return "forest"
+    lower = img[hz:]
+    palms = (_dist(lower, _lit(PALM_LEAF, time)) < 22).sum() + (_dist(img[hz - H // 4: hz], _lit(PALM_LEAF, time)) < 22).sum()
+    pines = (_dist(lower, _lit(PINE, time)) < 22).sum()
+    if max(palms, pines) < 12:
+        return "none"
+    return "palms" if palms > pines else "pines"
+
+
+def read_object(img: np.ndarray, time: str, hz: int, water: np.ndarray) -> tuple[str, str | None]:
+    """(object, colour): the colour whose pixels form the largest component below the sky band."""
+    H = img.shape[0]
+    top = max(0, hz - int(0.4 * H))
+    best = (0, None, None)
+    for name, colour in COLOURS.items():
+        mask = _dist(img, _lit(colour, time)) < 30
+        mask[:top] = False
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        for k in range(1, n):
+            x, y, w, h, area = stats[k]
+            if area > best[0] and w <= 0.35 * img.shape[1]:
+                best = (area, name, (x, y, w, h))
+    area, colour, box = best
+    if area < 20 or box is None:
+        return "none", None
+    x, y, w, h = box
+    if h >= 1.8 * w:
+        return "tower", colour
+    below = water[min(H - 1, y + h): min(H, y + h + 3), x: x + w]
+    if water[y: y + h + 3, x: x + w].mean() > 0.1 or (below.size and below.mean() > 0.3):
+        return "boat", colour
+    return "house", colour
+
+
+def read_attributes(img: np.ndarray) -> dict[str, str]:
+    hz = horizon_row(img)
+    time = read_time(img)
+    water, wmask = read_water(img, time, hz)
+    obj, colour = read_object(img, time, hz, wmask)
+    out = {"time": time, "sky": read_sky(img, time, hz), "terrain": read_terrain(img, time, hz, wmask),
+           "water": water, "vegetation": read_vegetation(img, time, hz), "object": obj}
+    if colour is not None:
+        out["colour"] = colour
+    return out
+
+
+def adherence(expected: dict[str, str], read: dict[str, str]) -> dict[str, bool]:
+    """Per group: did the image show what the prompt asked? Colour counts only when an object was asked."""
+    out = {g: read.get(g) == expected[g] for g in ("time", "sky", "terrain", "water", "vegetation", "object")}
+    if expected["object"] != "none":
+        out["colour"] = read.get("colour") == expected["colour"]
+    return out
