@@ -457,7 +457,8 @@ def load_vae(path: str | Path, *, device: str | torch.device = "cpu",
     if kind == "vae":
         if "encoder.down_blocks.0.resnets.0.conv1.weight" in shapes:  # diffusers names in one file
             raise UnsupportedModelError(f"{path.name}: diffusers-named VAE files need their config; use the folder")
-        config = detect.detect_vae(shapes, path.name, scaling_factor or 0.18215)
+        hints = detect.hints_from_metadata(header.metadata, path.name)
+        config = detect.detect_vae(shapes, path.name, scaling_factor or 0.18215, hints.norm_groups)
         return _materialise(lambda: AutoencoderKL(config), state, "vae", path.name, {}).to(device)
     if kind == "taesd_diffusers":
         state, kind = convert.taesd_diffusers_to_ours(state), "taesd"
