@@ -1,0 +1,18 @@
+"""The one exception the file layer raises for unreadable or unwritable files."""
+
+from __future__ import annotations
+
+import os
+
+
+class DocumentFileError(Exception):
+    """A file could not be read or written; the message names file and problem.
+
+    The UI shows ``str(err)``; ``path`` and ``problem`` are kept separately
+    for logs and tests.
+    """
+
+    def __init__(self, path: "str | os.PathLike[str]", problem: str) -> None:
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")

@@ -1,0 +1,85 @@
+"""Work around a reference-counting bug in PySide6 6.12 on Python < 3.12.
+
+``SignalInstance.emit()`` (and a failing ``SignalInstance.disconnect()``)
+return ``True``/``False`` without taking a reference. Each call therefore
+steals one reference from the bool singleton; after a few thousand emits
+(one per brush dab or mouse move) CPython aborts with "Fatal Python error:
+bool_dealloc: deallocating True or False". Python 3.12+ made the bools
+immortal, so it only bites older interpreters (this project's 3.11).
+
+``install()`` measures whether the running PySide leaks, and only then wraps
+the two methods to add the missing reference. On a fixed PySide, or on an
+interpreter with immortal bools, it changes nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import warnings
+from typing import Callable
+
+_PROBES = 16
+_installed = False
+
+
+def _bool_delta(call: Callable[[], object], value: bool) -> int:
+    before = sys.getrefcount(value)
+    for _ in range(_PROBES):
+        call()
+    return sys.getrefcount(value) - before
+
+
+def install() -> bool:
+    """Patch PySide's SignalInstance if (and only if) it leaks; returns True if patched."""
+    global _installed
+    if _installed:
+        return True
+    from PySide6.QtCore import QObject, Signal, SignalInstance
+
+    class _Probe(QObject):
+        ping = Signal()
+
+    probe = _Probe()
+    incref = ctypes.pythonapi.Py_IncRef
+    incref.argtypes = [ctypes.py_object]
+    incref.restype = None
+
+    def not_connected() -> None:
+        pass
+
+    emit_leak = _bool_delta(probe.ping.emit, True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        disconnect_leak = _bool_delta(lambda: probe.ping.disconnect(not_connected), False)
+    # Give back what the probes themselves took.
+    for _ in range(-emit_leak):
+        incref(True)
+    for _ in range(-disconnect_leak):
+        incref(False)
+
+    patched = False
+    if emit_leak <= -_PROBES:
+        original_emit = SignalInstance.emit
+
+        def emit(self, *args):
+            result = original_emit(self, *args)
+            if result is True or result is False:
+                incref(result)
+            return result
+
+        SignalInstance.emit = emit
+        patched = True
+    if disconnect_leak <= -_PROBES:
+        original_disconnect = SignalInstance.disconnect
+
+        def disconnect(self, *args):
+            result = original_disconnect(self, *args)
+            if result is True or result is False:
+                incref(result)
+            return result
+
+        SignalInstance.disconnect = disconnect
+        patched = True
+    _installed = patched
+    return patched
