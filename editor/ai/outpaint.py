@@ -1,0 +1,164 @@
+"""Outpainting: growing the canvas under a frame that reaches past it,
+pre-filling the empty area so the model has colours to start from, and the
+masks of the inpaint pass that fills it.
+
+The canvas is only grown when the user accepts a result (see
+:mod:`editor.ai.results`); until then the frame simply reads transparent
+pixels past the canvas edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from editor.document.geometry import Rect
+
+from .inpaint import grow_mask, ring_around
+from .modes import EMPTY_ALPHA
+
+Prefill = Literal["telea", "edge", "neutral"]
+
+# Telea inpainting is O(pixels x radius): run it on a small copy and scale up
+# (the pre-fill only needs the broad colours; the model draws the detail).
+PREFILL_WORK_SIDE = 192
+
+
+@dataclass(frozen=True)
+class CanvasGrowth:
+    """How far each canvas side must move out so a rect fits (all >= 0)."""
+
+    left: int = 0
+    top: int = 0
+    right: int = 0
+    bottom: int = 0
+
+    @property
+    def needed(self) -> bool:
+        return any((self.left, self.top, self.right, self.bottom))
+
+    def new_size(self, width: int, height: int) -> tuple[int, int]:
+        return width + self.left + self.right, height + self.top + self.bottom
+
+    def shift(self, rect: Rect) -> Rect:
+        """Where a rect in old canvas coordinates lies after the growth."""
+        return rect.translated(self.left, self.top)
+
+
+def plan_canvas_growth(rect: Rect, width: int, height: int) -> CanvasGrowth:
+    """Growth of a ``width`` x ``height`` canvas that makes it contain ``rect``."""
+    if rect.is_empty():
+        return CanvasGrowth()
+    return CanvasGrowth(
+        left=max(0, -rect.x), top=max(0, -rect.y), right=max(0, rect.x1 - width), bottom=max(0, rect.y1 - height)
+    )
+
+
+def empty_mask(rgba: np.ndarray, threshold: int = EMPTY_ALPHA) -> np.ndarray:
+    """uint8 0/255: pixels with too little alpha to keep."""
+    return np.where(rgba[..., 3] < threshold, np.uint8(255), np.uint8(0))
+
+
+def _nearest_fill(rgb: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """Edge-stretch: every empty pixel takes the colour of the nearest kept one."""
+    known = (empty == 0).astype(np.uint8)
+    # distanceTransformWithLabels labels each pixel with its nearest zero pixel
+    # of the input, so feed it "empty" as non-zero and "known" as zero.
+    _, labels = cv2.distanceTransformWithLabels(1 - known, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    ys, xs = np.nonzero(known)
+    # Labels number the zero pixels in row-major scan order, starting at 1.
+    order = np.argsort(ys * rgb.shape[1] + xs, kind="stable")
+    lut = np.stack([ys[order], xs[order]], axis=1)
+    index = labels - 1
+    return rgb[lut[index, 0], lut[index, 1]]
+
+
+def prefill(rgb: np.ndarray, empty: np.ndarray, method: Prefill = "telea") -> np.ndarray:
+    """Fill the ``empty`` pixels (uint8 mask) of ``rgb``; kept pixels come back
+    bit-identical. Telea inpainting (smooth continuation of the edges),
+    edge-stretch (nearest kept colour) or neutral grey."""
+    empty = (empty > 0)
+    out = rgb.copy()
+    if not empty.any():
+        return out
+    if empty.all() or method == "neutral":
+        fill = rgb[~empty].mean(axis=0) if (method == "neutral" and not empty.all()) else np.full(3, 127.0)
+        out[empty] = np.rint(fill).astype(np.uint8)
+        return out
+    mask8 = empty.astype(np.uint8) * 255
+    if method == "edge":
+        filled = _nearest_fill(rgb, mask8)
+    elif method == "telea":
+        h, w = empty.shape
+        scale = min(1.0, PREFILL_WORK_SIDE / max(h, w))
+        if scale < 1.0:
+            size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+            # Shrink the colours from kept pixels only: empty pixels are
+            # stretched over first so they do not bleed black into the edge.
+            stretched = _nearest_fill(rgb, mask8)
+            small = cv2.resize(stretched, size, interpolation=cv2.INTER_AREA)
+            small_mask = cv2.resize(mask8, size, interpolation=cv2.INTER_AREA)
+            small_mask = np.where(small_mask > 0, np.uint8(255), np.uint8(0))
+            radius = max(3, int(round(8 * scale)))
+            small = cv2.inpaint(small, small_mask, radius, cv2.INPAINT_TELEA)
+            filled = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        else:
+            filled = cv2.inpaint(rgb, mask8, 5, cv2.INPAINT_TELEA)
+    else:
+        raise ValueError(f"unknown pre-fill {method!r}")
+    out[empty] = filled[empty]
+    return out
+
+
+def flatten_for_model(rgba: np.ndarray, method: Prefill = "telea") -> np.ndarray:
+    """RGB the model can read from a straight RGBA composite: empty pixels are
+    pre-filled and partly transparent ones blended over the pre-fill."""
+    rgb = np.ascontiguousarray(rgba[..., :3])
+    alpha = rgba[..., 3]
+    if (alpha == 255).all():
+        return rgb.copy()
+    # What lies behind partly transparent pixels is unknown too: fill it from
+    # the opaque ones, then lay the partial pixels over it.
+    filled = prefill(rgb, np.where(alpha < 255, np.uint8(255), np.uint8(0)), method)
+    a = alpha.astype(np.float32)[..., None] / 255.0
+    partial = (alpha >= EMPTY_ALPHA) & (alpha < 255)
+    out = filled.copy()
+    mixed = np.rint(rgb.astype(np.float32) * a + filled.astype(np.float32) * (1.0 - a)).astype(np.uint8)
+    out[partial] = mixed[partial]
+    return out
+
+
+@dataclass
+class OutpaintPlan:
+    """Masks of the inpaint pass of an outpaint, in frame coordinates."""
+
+    empty: np.ndarray  # uint8 0/255: pixels the model must invent
+    denoise: np.ndarray  # uint8 0/255: what the model repaints (empty + seam + grow)
+    weights: np.ndarray  # float32 0..1: 1 on empty pixels, fading into content over the seam
+    ring: np.ndarray  # bool: kept content next to the seam (colour match)
+
+
+def plan_outpaint(rgba: np.ndarray, seam: int = 8, grow: int = 4, ring_width: int = 16) -> OutpaintPlan:
+    """Masks for filling the empty part of a frame's composite ``rgba``.
+
+    The generated image covers the empty area fully and fades out over
+    ``seam`` px of the existing content, so the join is regenerated rather
+    than a hard edge; content farther in is never touched."""
+    empty = empty_mask(rgba)
+    kept = (empty == 0).astype(np.uint8)
+    if seam > 0 and kept.any() and not kept.all():
+        distance = cv2.distanceTransform(kept, cv2.DIST_L2, 5)  # distance to the empty area
+        weights = np.clip(1.0 - distance / float(seam + 1), 0.0, 1.0).astype(np.float32)
+    else:
+        weights = (empty > 0).astype(np.float32)
+    weights[empty > 0] = 1.0
+    covered = np.where(weights > 0, np.uint8(255), np.uint8(0))
+    return OutpaintPlan(
+        empty=empty,
+        denoise=grow_mask(covered, grow),
+        weights=weights,
+        ring=ring_around(covered, ring_width) & (kept > 0),
+    )
