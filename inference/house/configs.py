@@ -10,12 +10,12 @@ RESOLUTION = 128
 CONTEXT_DIM = 96
 
 # ≈1 M params: decode ≈17 ms, encode ≈9 ms at 128 px on 2 threads.
-VAE = VAEConfig(ch=16, ch_mult=(1, 2, 4, 4), num_res_blocks=1, z_channels=4, norm_groups=16,
+VAE = VAEConfig(ch=16, ch_mult=(1, 2, 4, 4), num_res_blocks=1, z_channels=4, norm_groups=4,
                 scaling_factor=1.0)
 # ≈4 M params: ≈12 ms per forward at a 16×16 latent.
 UNET = UNetConfig(in_channels=4, out_channels=4, model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1,
                   transformer_depth=(1, 1, 1), transformer_depth_middle=1, num_heads=(1, 2, 4),
-                  context_dim=CONTEXT_DIM, use_linear_in_transformer=False, norm_groups=16)
+                  context_dim=CONTEXT_DIM, use_linear_in_transformer=False, norm_groups=8)
 # Real CLIP vocabulary (49408 tokens) — the embedding table dominates its size (4.7 M of 5.1 M).
 TEXT = CLIPTextConfig(vocab_size=49408, hidden_size=CONTEXT_DIM, intermediate_size=384, num_hidden_layers=3,
                       num_attention_heads=3, max_position_embeddings=77, hidden_act="quick_gelu")

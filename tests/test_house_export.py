@@ -1,0 +1,124 @@
+"""House-model export: LDM→diffusers maps, folders loadable by diffusers and by our engine, same images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inference.house import configs
+from inference.house.export import unet_ldm_to_diffusers, vae_ldm_to_diffusers, write_folder
+from inference.convert import unet_diffusers_to_ldm, vae_diffusers_to_ldm
+from inference.models.clip_text import CLIPTextModel
+from inference.models.unet import UNetModel
+from inference.models.vae import AutoencoderKL
+
+
+def _perturbed(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return module.eval()
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("house")
+    vae = _perturbed(AutoencoderKL(configs.VAE), 1)
+    text = _perturbed(CLIPTextModel(configs.TEXT), 2)
+    unet = _perturbed(UNetModel(configs.UNET), 3)
+    full = write_folder(root / "full", unet, vae, text, configs.FULL_SCHEDULER)
+    preview = write_folder(root / "preview", unet, vae, text, configs.PREVIEW_SCHEDULER)
+    return full, preview, unet, vae
+
+
+def test_inverse_maps_round_trip():
+    unet = UNetModel(configs.UNET)
+    state = unet.state_dict()
+    back = unet_diffusers_to_ldm(unet_ldm_to_diffusers(state, configs.UNET), configs.UNET)
+    assert set(back) == set(state)
+    vae = AutoencoderKL(configs.VAE)
+    vstate = vae.state_dict()
+    vback = vae_diffusers_to_ldm(vae_ldm_to_diffusers(vstate, configs.VAE), configs.VAE)
+    assert set(vback) == set(vstate)
+    assert all(vback[k].shape == vstate[k].shape for k in vstate)
+
+
+def test_diffusers_modules_load_strictly(folders):
+    from diffusers import AutoencoderKL as DAutoencoderKL, UNet2DConditionModel
+
+    full, _, unet, vae = folders
+    dunet = UNet2DConditionModel.from_pretrained(full / "unet", dtype=torch.float32)
+    x, ctx, t = torch.randn(1, 4, 16, 24), torch.randn(1, 77, configs.CONTEXT_DIM), torch.tensor([500.0])
+    ours = UNetModel(configs.UNET)
+    ours.load_state_dict({k: v.half().float() for k, v in unet.state_dict().items()})
+    with torch.no_grad():
+        torch.testing.assert_close(dunet(x, t, ctx).sample, ours(x, t, ctx), atol=2e-4, rtol=1e-3)
+    dvae = DAutoencoderKL.from_pretrained(full / "vae", dtype=torch.float32)
+    with torch.no_grad():
+        z = torch.randn(1, 4, 16, 16)
+        ref = dvae.decode(z).sample
+        ovae = AutoencoderKL(configs.VAE)
+        ovae.load_state_dict({k: v.half().float() for k, v in vae.state_dict().items()})
+        torch.testing.assert_close(ref, ovae.decode(z), atol=2e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("which,steps,guidance", [("full", 3, 4.0), ("preview", 1, 0.0)])
+def test_diffusers_pipeline_and_engine_agree(folders, which, steps, guidance):
+    from diffusers import StableDiffusionPipeline
+
+    from inference.loader import load_model
+    from inference.pipeline import GenerationRequest, Pipeline
+
+    folder = folders[0] if which == "full" else folders[1]
+    pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32, safety_checker=None)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    ref = pipe("a red house at night", num_inference_steps=steps, guidance_scale=guidance, height=128, width=192,
+               generator=torch.Generator().manual_seed(7), output_type="np").images[0]
+    model = load_model(folder, dtype="float32")
+    assert model.prediction_type == "v_prediction"
+    ours = Pipeline(model).generate(GenerationRequest("a red house at night", seed=7, steps=steps, guidance=guidance,
+                                                      width=192, height=128)).image
+    ref8 = np.round(ref * 255).astype(np.int16)
+    assert np.abs(ref8 - ours.astype(np.int16)).max() <= 2
+
+
+def test_size_budget(folders):
+    full, preview, _, _ = folders
+    total = sum(f.stat().st_size for d in (full, preview) for f in d.rglob("*") if f.is_file())
+    assert total <= 60 * 2**20
+
+
+def test_evaluate_and_bench_run(folders):
+    from inference.house.evaluate import evaluate
+
+    result = evaluate(folders[0].parent, prompts=1, inpaint_cases=1)
+    assert result["inpaint_outside_identical"] is True
+    assert 0.0 <= result["adherence_full"]["mean"] <= 1.0
+    assert set(result["adherence_one_step"]) >= {"time", "sky", "terrain", "water", "vegetation", "object"}
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "house"
+
+
+@pytest.mark.skipif(not (SHIPPED / "preview" / "model_index.json").exists(), reason="no shipped house model")
+@pytest.mark.parametrize("which,steps,guidance", [("preview", 1, 0.0), ("full", 2, 4.0)])
+def test_shipped_folders_load_in_diffusers_and_engine(which, steps, guidance):
+    from diffusers import StableDiffusionPipeline
+
+    from inference.loader import load_model
+    from inference.pipeline import GenerationRequest, Pipeline
+
+    folder = SHIPPED / which
+    pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32, safety_checker=None)
+    ref = pipe("a red house at dawn", num_inference_steps=steps, guidance_scale=guidance, height=128, width=128,
+               generator=torch.Generator().manual_seed(3), output_type="np").images[0]
+    ours = Pipeline(load_model(folder, dtype="float32")).generate(
+        GenerationRequest("a red house at dawn", seed=3, steps=steps, guidance=guidance, width=128, height=128)).image
+    assert np.abs(np.round(ref * 255).astype(np.int16) - ours.astype(np.int16)).max() <= 2
+    total = sum(f.stat().st_size for d in ("full", "preview") for f in (SHIPPED / d).rglob("*") if f.is_file())
+    assert total <= 60 * 2**20

@@ -1,0 +1,68 @@
+"""Scene generator, captions and pixel rules of the house model."""
+from __future__ import annotations
+
+import numpy as np
+
+from inference.house.captions import caption, held_out_prompts, is_held_out, vocabulary
+from inference.house.evaluate import seam_energy, ssim
+from inference.house.rules import adherence, horizon_row, read_attributes
+from inference.house.scene import GROUPS, random_scene, render_scene, valid
+
+
+def test_deterministic_and_sized():
+    a, ta = random_scene(3, 192, 128)
+    b, tb = random_scene(3, 192, 128)
+    assert a.shape == (128, 192, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and ta.attrs == tb.attrs and ta.horizon == tb.horizon
+    assert not np.array_equal(a, random_scene(4, 192, 128)[0])
+
+
+def test_groups_and_vocabulary():
+    assert len(GROUPS) >= 6
+    assert len(vocabulary()) >= 30
+
+
+def test_layout_varies_and_masks_consistent():
+    horizons = {random_scene(s)[1].horizon for s in range(40)}
+    assert len(horizons) >= 10
+    img, truth = random_scene(11)
+    assert set(truth.masks) >= {"sky", "water", "vegetation", "object"}
+    assert not (truth.masks["sky"][truth.horizon:]).any()
+
+
+def test_captions_vary_and_name_attributes():
+    rng = np.random.default_rng(0)
+    attrs = {"time": "night", "sky": "moon", "terrain": "dunes", "water": "lake", "vegetation": "palms",
+             "object": "house", "colour": "red"}
+    assert valid(attrs)
+    texts = {caption(attrs, rng) for _ in range(20)}
+    assert len(texts) >= 5
+    assert all("red" in t for t in texts)
+
+
+def test_held_out_never_trained():
+    cases = held_out_prompts(10)
+    assert all(is_held_out(a) for a, _ in cases)
+    assert 0.05 < np.mean([is_held_out(random_scene(s)[1].attrs) for s in range(200)]) < 0.25
+
+
+def test_rules_read_ground_truth():
+    hits, hz = {}, []
+    for s in range(60):
+        img, truth = random_scene(s)
+        hz.append(abs(horizon_row(img) - truth.horizon) <= 4)
+        for g, ok in adherence(truth.attrs, read_attributes(img)).items():
+            hits.setdefault(g, []).append(ok)
+    acc = {g: np.mean(v) for g, v in hits.items()}
+    assert acc["time"] > 0.95 and acc["sky"] > 0.8 and acc["terrain"] > 0.8, acc
+    assert np.mean(hz) > 0.6
+
+
+def test_metrics_helpers():
+    img, _ = render_scene({"time": "day", "sky": "clouds", "terrain": "hills", "water": "sea", "vegetation": "none",
+                           "object": "tower", "colour": "red"}, 128, 128, 0)
+    grey = img[..., 0]
+    assert abs(ssim(grey, grey) - 1) < 1e-9
+    mask = np.zeros((128, 128), np.uint8)
+    mask[40:80, 40:80] = 255
+    assert seam_energy(img, img, mask) >= 0
