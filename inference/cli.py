@@ -123,7 +123,7 @@ def _generate(args) -> int:
     mask = load_mask(args.mask) if args.mask else None
     model = load_model(model_path, device=device, dtype=args.dtype, prediction_type=args.prediction_type,
                        vae_path=args.vae)
-    native = model.family.native_resolution if model.unet.config.model_channels >= 256 else 128
+    native = model.native_resolution
     width = args.width or (init.shape[1] if init is not None else native)
     height = args.height or (init.shape[0] if init is not None else native)
     strength = args.strength if args.strength is not None else (0.75 if init is not None and mask is None else 1.0)

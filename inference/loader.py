@@ -60,6 +60,12 @@ class DiffusionModel:
     device: torch.device
     file_hash: str = ""  # A1111's short model hash: first 10 hex digits of the file's sha256
     report: dict = field(default_factory=dict)
+    sample_size: int | None = None  # native image size when the folder says so (unet sample_size × 8)
+
+    @property
+    def native_resolution(self) -> int:
+        """The size the model was trained at: from the folder's config, else the family's."""
+        return self.sample_size or self.family.native_resolution
 
     @property
     def variant(self) -> str:
@@ -392,11 +398,14 @@ def load_folder(root: Path, device: torch.device, dtype: torch.dtype, prediction
     prediction_type = prediction_type or scheduler.get("prediction_type", "epsilon")
     scheduler["prediction_type"] = prediction_type
     family = _folder_family(unet_config, text_configs, prediction_type, is_xl, has_first)
+    latent_size = unet_cfg_raw.get("sample_size")
+    vae_scale = 2 ** (len(getattr(vae, "config", VAEConfig()).ch_mult) - 1) if not isinstance(vae, TAESD) else 8
     return DiffusionModel(
         name=root.name, path=root, family=family, unet=unet if meta else unet.to(device),
         vae=vae if meta else vae.to(device), text_encoders=encoders, scheduler_config=scheduler,
         prediction_type=prediction_type, dtype=dtype, device=device, report=report,
-        file_hash=_folder_hash(root) if not meta else "")
+        file_hash=_folder_hash(root) if not meta else "",
+        sample_size=int(latent_size) * vae_scale if isinstance(latent_size, int) else None)
 
 
 def _folder_hash(root: Path) -> str:

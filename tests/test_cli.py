@@ -134,3 +134,16 @@ def test_ctrl_c_stops_cleanly_without_output(tiny_model, tmp_path):
     assert process.returncode == 130, stderr_seen[-500:]
     assert "interrupted" in stderr_seen and "Traceback" not in stderr_seen
     assert not out.exists()
+
+
+def test_generate_without_model_uses_the_house_model(tmp_path):
+    from inference.cli import house_model_path
+
+    if not (house_model_path() / "model_index.json").is_file():
+        pytest.skip("house model not installed")
+    out = tmp_path / "house.png"
+    assert main(["generate", "--prompt", "a boat on a lake at night", "--steps", "2", "--guidance", "4",
+                 "--out", str(out)]) == 0
+    with Image.open(out) as image:
+        assert image.size == (128, 128)  # the house model's native size, from its config
+        assert "Model: full" in image.text["parameters"]
