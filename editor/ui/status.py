@@ -1,5 +1,5 @@
 """Status bar fields: zoom, cursor position in image pixels, canvas size,
-memory use (process RSS and undo history)."""
+memory use (process RSS and undo history), compute device of the engine."""
 
 from __future__ import annotations
 
@@ -50,11 +50,13 @@ class StatusInfo(QObject):
         self.position_label = QLabel()
         self.size_label = QLabel()
         self.memory_label = QLabel()
+        self.device_label = QLabel("Device: …")
         self.zoom_label.setToolTip("Zoom (Ctrl+0 fit, Ctrl+1 100 %)")
         self.position_label.setToolTip("Cursor position in image pixels")
         self.position_label.setMinimumWidth(110)
         self.memory_label.setToolTip("Memory used by the editor (undo history in brackets)")
-        for w in (self.position_label, self.size_label, self.zoom_label, self.memory_label):
+        self.device_label.setToolTip("Compute device of the AI engine (being detected)")
+        for w in (self.position_label, self.size_label, self.zoom_label, self.memory_label, self.device_label):
             bar.addPermanentWidget(w)
         canvas.zoom_changed.connect(self.set_zoom)
         canvas.cursor_moved.connect(self.set_position)
@@ -89,3 +91,10 @@ class StatusInfo(QObject):
         undo = self.session.document.undo_stack.byte_size()
         text = f"Mem {format_mib(rss)}" if rss is not None else "Mem ?"
         self.memory_label.setText(f"{text} (undo {format_mib(undo)})")
+
+    def set_device(self, label: str, warning: str = "") -> None:
+        """Show the engine's device ("CUDA · <GPU name>", "Apple GPU (MPS)", "CPU · N threads");
+        a fallback is marked with ⚠ and its reason is in the tooltip."""
+        self.device_label.setText(f"⚠ {label}" if warning else label)
+        tip = "Compute device of the AI engine (setting \"device\": auto, cpu, cuda or mps; env CANVASAI_DEVICE)"
+        self.device_label.setToolTip(f"{warning}\n\n{tip}" if warning else tip)
