@@ -94,7 +94,7 @@ def test_eraser_and_stylus_eraser(window, qtbot):
 def test_tool_shortcuts_and_brush_size_keys(window, qtbot):
     canvas = window.canvas
     expected = {Qt.Key.Key_B: "brush", Qt.Key.Key_E: "eraser", Qt.Key.Key_M: "rect_select", Qt.Key.Key_L: "lasso",
-                Qt.Key.Key_V: "move", Qt.Key.Key_I: "eyedropper", Qt.Key.Key_G: "fill", Qt.Key.Key_Q: "mask_brush",
+                Qt.Key.Key_V: "move", Qt.Key.Key_I: "eyedropper", Qt.Key.Key_F: "fill", Qt.Key.Key_G: "ai_frame", Qt.Key.Key_Q: "mask_brush",
                 Qt.Key.Key_Z: "zoom", Qt.Key.Key_H: "pan"}
     for key, tool_id in expected.items():
         qtbot.keyClick(canvas, key)
@@ -146,7 +146,7 @@ def test_fill_tool_fills_contiguous_area_in_one_step(window, qtbot):
     window.session.set_color((0, 0, 0))
     window.session.update_brush("paint", size=4.0, hardness=1.0)
     drag(window.canvas, [(100, 0), (100, 149)])  # a vertical wall splits the layer
-    qtbot.keyClick(window.canvas, Qt.Key.Key_G)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_F)
     window.session.set_color((0, 0, 255))
     steps = len(doc.undo_stack)
     click(window.canvas, 20, 20)

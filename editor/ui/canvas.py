@@ -59,6 +59,10 @@ class CanvasView(QWidget):
         self.viewport = Viewport()
         self.tiles = DisplayTiles(self._render_canvas)
         self.overlay = SelectionOverlay()
+        # Painters drawn over the document (the AI frame and its preview): objects with
+        # paint(painter, viewport); and what the frame tool edits (set by the AI host).
+        self.overlays: list = []
+        self.frame_target = None
         self.tools: dict[str, Tool] = create_tools(self)
         self.tool: Tool = self.tools["brush"]
         self._checker = _checker_brush()
@@ -235,6 +239,8 @@ class CanvasView(QWidget):
 
         p.setPen(QPen(QColor(20, 20, 22), 1))
         p.drawRect(canvas.adjusted(-1, -1, 0, 0))
+        for overlay in self.overlays:
+            overlay.paint(p, vp)
         outline = self.overlay.outline
         if not outline.isEmpty():
             draw_dashed(p, lambda: p.drawPath(vp.transform().map(outline)))

@@ -5,17 +5,22 @@ with the usual shortcuts (Krita/Photoshop/GIMP conventions)."""
 from __future__ import annotations
 
 import os
+import threading
+from pathlib import Path
 from typing import Callable, Optional
 
-from PySide6.QtCore import QByteArray, Qt
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QInputDialog, QMainWindow, QMessageBox, QToolBar
+from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QGuiApplication, QIcon, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QInputDialog, QLabel, QMainWindow, QMessageBox,
+                               QPushButton, QToolBar, QWidget)
 
 from editor.document import Document, Node
 from editor.headless import new_document
 from editor.io import DocumentFileError, RecoveryFile, discard_recovery, find_recovery, load_ora
 
+from ..device import DeviceChoice, probe_device
 from ..settings import Settings, recovery_dir
+from .ai import AIHost
 from .autosave import AutosaveController
 from .canvas import CanvasView
 from .dialogs import CanvasSizeDialog, PreferencesDialog, RecoveryDialog
@@ -30,6 +35,13 @@ from .tool_options import ToolOptionsPanel
 from .tools import TOOL_SPECS
 
 APP_TITLE = "CanvasAI"
+APP_ID = "io.github.canvasai.CanvasAI"  # the .desktop file / AppStream id (packaging/linux)
+ICON_DIR = Path(__file__).resolve().parents[2] / "packaging" / "icons"  # the bundle keeps this layout
+FIRST_RUN_HINT = (
+    "<b>Welcome to CanvasAI.</b> Sketch with the brush (B) or drag an image onto the canvas, "
+    "select an area (M, L, or paint a mask with Q), describe what should be there in the AI panel "
+    "and press Generate: the built-in house models render it right here on your computer."
+)
 BRUSH_STEP = 1.15  # [ and ]: about 15 % per press
 MIB = 1024 * 1024
 
@@ -65,7 +77,12 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_tool_bar()
         self._build_menus()
+        self.ai = AIHost(self)  # AI dock, generation frame, engine (the AI core loads in the background)
         self.status = StatusInfo(self.statusBar(), self.canvas, self.session)
+        self.compute_device: Optional[DeviceChoice] = None  # set once probed (see editor.device)
+        self.device_probe = _DeviceProbe(self)
+        self.device_probe.done.connect(self._on_device)
+        self.device_probe.start(self.settings.device)
         self.autosave = AutosaveController(self.session, recovery_dir(), self.settings.autosave_minutes,
                                            self.settings.autosave_idle_seconds, self)
         self.autosave.failed.connect(lambda reason: self.show_message(f"Autosave failed: {reason}", 10000))
@@ -81,6 +98,44 @@ class MainWindow(QMainWindow):
         self._on_tool_changed(self.canvas.tool.tool_id)
         self.resize(1400, 900)
         self._restore_geometry()
+        self._set_app_identity()
+        self.first_run_hint: Optional[FirstRunHint] = None
+        if document is None and not self.settings.first_run_hint_seen:
+            self._show_first_run_hint()
+
+    # ------------------------------------------------------ device/first run
+    def _on_device(self, choice: DeviceChoice) -> None:
+        self.compute_device = choice
+        self.status.set_device(choice.label, choice.warning)
+        if choice.warning:
+            self.show_message(choice.warning, 20000)
+
+    def _set_app_identity(self) -> None:
+        icon = QIcon()
+        for size in (256, 48):
+            path = ICON_DIR / f"canvasai-{size}.png"
+            if path.is_file():
+                icon.addFile(str(path))
+        if not icon.isNull():
+            self.setWindowIcon(icon)
+        if not QGuiApplication.desktopFileName():  # ties the window to the installed .desktop file
+            QGuiApplication.setDesktopFileName(APP_ID)
+
+    def _show_first_run_hint(self) -> None:
+        """Empty canvas on the first start: say what to do, once (remembered in the settings)."""
+        self.settings.first_run_hint_seen = True  # saved with the other settings
+        self.first_run_hint = FirstRunHint(self.canvas)
+        self.first_run_hint.dismissed.connect(self._hint_dismissed)
+        # Starting to work (an edit, an opened or restored document) is as good as "Got it".
+        self.session.modified_changed.connect(self._hide_first_run_hint)
+        self.session.document_changed.connect(self._hide_first_run_hint)
+
+    def _hide_first_run_hint(self, *_args) -> None:
+        if self.first_run_hint is not None:
+            self.first_run_hint.hide()
+
+    def _hint_dismissed(self) -> None:
+        self.save_settings()
 
     # ---------------------------------------------------------------- layout
     def _build_docks(self) -> None:
@@ -431,8 +486,80 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.autosave.shutdown()  # a clean close leaves no recovery file behind
+        self.ai.shutdown()
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode("ascii")
         self.settings.window_state = bytes(self.saveState().toBase64()).decode("ascii")
         self.settings.stroke_smoothing = self.session.smoothing
         self.save_settings()
         event.accept()
+
+
+class _DeviceProbe(QObject):
+    """Probes the compute device in a worker thread (importing torch takes seconds)."""
+
+    done = Signal(object)  # DeviceChoice, delivered in the GUI thread
+
+    def start(self, setting: str) -> None:
+        def work() -> None:
+            choice = probe_device(setting)
+            try:
+                self.done.emit(choice)
+            except RuntimeError:  # the window was closed meanwhile
+                pass
+
+        threading.Thread(target=work, name="canvasai-device-probe", daemon=True).start()
+
+
+class FirstRunHint(QFrame):
+    """A dismissible card over the top of the canvas."""
+
+    dismissed = Signal()
+    MAX_WIDTH = 600
+
+    def __init__(self, canvas: QWidget) -> None:
+        super().__init__(canvas)
+        self.setObjectName("firstRunHint")
+        self.setStyleSheet(
+            "#firstRunHint { background: rgba(32, 34, 40, 235); border: 1px solid rgb(90, 130, 190);"
+            " border-radius: 8px; }"
+            "#firstRunHint QLabel { color: rgb(230, 230, 230); background: transparent; }")
+        self.label = QLabel(FIRST_RUN_HINT, self)
+        self.label.setWordWrap(True)
+        self.label.setTextFormat(Qt.TextFormat.RichText)
+        self.button = QPushButton("Got it", self)
+        self.button.setToolTip("Hide this hint (it is shown on the first start only)")
+        self.button.clicked.connect(self._dismiss)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(14, 10, 10, 10)
+        row.setSpacing(12)
+        row.addWidget(self.label, 1)
+        row.addWidget(self.button, 0, Qt.AlignmentFlag.AlignVCenter)
+        canvas.installEventFilter(self)
+        self._place()
+        self.show()
+        self.raise_()
+
+    def _dismiss(self) -> None:
+        self.hide()
+        self.dismissed.emit()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if obj is self.parent() and event.type() == QEvent.Type.Resize:
+            self._place()
+        return False
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override; fonts are final once polished
+        super().showEvent(event)
+        self._place()
+
+    def _place(self) -> None:
+        canvas = self.parentWidget()
+        width = max(200, min(self.MAX_WIDTH, canvas.width() - 40))
+        self.ensurePolished()
+        self.label.ensurePolished()
+        margins = self.layout().contentsMargins()
+        button = self.button.sizeHint()
+        text_width = width - margins.left() - margins.right() - self.layout().spacing() - button.width()
+        text_height = self.label.heightForWidth(max(50, text_width))
+        height = max(text_height, button.height()) + margins.top() + margins.bottom() + 2
+        self.setGeometry((canvas.width() - width) // 2, 16, width, height)

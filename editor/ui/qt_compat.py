@@ -30,9 +30,23 @@ def _bool_delta(call: Callable[[], object], value: bool) -> int:
     return sys.getrefcount(value) - before
 
 
+def immortalize_singletons() -> None:
+    """PySide 6.12 on CPython 3.11 also drops one reference to None for every Qt call returning
+    void (`update()`, `QTimer.start()`, `processEvents()`…), so a long session runs None's count
+    down to zero and CPython aborts ("none_dealloc"). Give None/True/False a count no leak can
+    exhaust — what Python 3.12's immortal objects do; from 3.12 on this is not needed."""
+    if sys.version_info >= (3, 12):
+        return
+    for obj in (None, True, False):
+        count = ctypes.c_ssize_t.from_address(id(obj))
+        if count.value < 1 << 40:
+            count.value += 1 << 48
+
+
 def install() -> bool:
     """Patch PySide's SignalInstance if (and only if) it leaks; returns True if patched."""
     global _installed
+    immortalize_singletons()
     if _installed:
         return True
     from PySide6.QtCore import QObject, Signal, SignalInstance

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .base import PointerEvent, Tool, ToolHost
 from .brush_tools import BrushTool, MaskBrushTool
+from .frame_tool import FrameTool
 from .selection_tools import EllipseSelectTool, LassoTool, RectSelectTool
 from .simple_tools import EyedropperTool, FillTool, MoveTool, PanTool, ZoomTool
 
@@ -28,7 +29,9 @@ TOOL_SPECS = (
     ToolSpec("lasso", "Lasso", "L", "Freehand selection; Shift adds, Alt subtracts"),
     ToolSpec("move", "Move", "V", "Move the active layer (arrow keys nudge)"),
     ToolSpec("eyedropper", "Picker", "I", "Pick a colour from the image"),
-    ToolSpec("fill", "Fill", "G", "Fill a similar-colour area; Shift+click fills the whole selection"),
+    ToolSpec("fill", "Fill", "F", "Fill a similar-colour area; Shift+click fills the whole selection"),
+    ToolSpec("ai_frame", "Frame", "G", "Generation frame: drag it to move, drag a handle to resize, drag outside "
+             "for a new one; arrows nudge, Enter generates (or accepts a result), Esc discards"),
     ToolSpec("zoom", "Zoom", "Z", "Click to zoom in, Alt+click or right-click to zoom out"),
     ToolSpec("pan", "Pan", "H", "Drag to pan (or hold Space, or drag with the middle button)"),
 )
@@ -45,6 +48,7 @@ def create_tools(host: ToolHost) -> dict[str, Tool]:
         MoveTool(host),
         EyedropperTool(host),
         FillTool(host),
+        FrameTool(host),
         ZoomTool(host),
         PanTool(host),
     ]
