@@ -179,7 +179,8 @@ _VAE_ATTENTION_NAMES = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": 
                         "query": "q", "key": "k", "value": "v", "proj_attn": "proj_out"}
 
 
-def vae_diffusers_to_ldm(state: Mapping[str, torch.Tensor], config: VAEConfig) -> dict[str, torch.Tensor]:
+def vae_prefix_table(config: VAEConfig) -> dict[str, str]:
+    """diffusers VAE module prefix → LDM module prefix (LDM numbers decoder levels from the top)."""
     levels = len(config.ch_mult)
     table = {"encoder.conv_norm_out.": "encoder.norm_out.", "decoder.conv_norm_out.": "decoder.norm_out.",
              "encoder.mid_block.resnets.0.": "encoder.mid.block_1.", "encoder.mid_block.resnets.1.": "encoder.mid.block_2.",
@@ -190,6 +191,11 @@ def vae_diffusers_to_ldm(state: Mapping[str, torch.Tensor], config: VAEConfig) -
             table[f"decoder.up_blocks.{level}.resnets.{j}."] = f"decoder.up.{levels - 1 - level}.block.{j}."
         table[f"encoder.down_blocks.{level}.downsamplers.0.conv."] = f"encoder.down.{level}.downsample.conv."
         table[f"decoder.up_blocks.{level}.upsamplers.0.conv."] = f"decoder.up.{levels - 1 - level}.upsample.conv."
+    return table
+
+
+def vae_diffusers_to_ldm(state: Mapping[str, torch.Tensor], config: VAEConfig) -> dict[str, torch.Tensor]:
+    table = vae_prefix_table(config)
     out: dict[str, torch.Tensor] = {}
     for key, value in _rename_by_prefix(state, table).items():
         key = key.replace(".conv_shortcut.", ".nin_shortcut.")

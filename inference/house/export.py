@@ -55,16 +55,7 @@ _VAE_ATTN_LDM_TO_DIFFUSERS = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v
 
 
 def vae_ldm_to_diffusers(state: dict, config: VAEConfig) -> dict:
-    levels = len(config.ch_mult)
-    table = {"encoder.conv_norm_out.": "encoder.norm_out.", "decoder.conv_norm_out.": "decoder.norm_out.",
-             "encoder.mid_block.resnets.0.": "encoder.mid.block_1.", "encoder.mid_block.resnets.1.": "encoder.mid.block_2.",
-             "decoder.mid_block.resnets.0.": "decoder.mid.block_1.", "decoder.mid_block.resnets.1.": "decoder.mid.block_2."}
-    for level in range(levels):
-        for j in range(config.num_res_blocks + 1):
-            table[f"encoder.down_blocks.{level}.resnets.{j}."] = f"encoder.down.{level}.block.{j}."
-            table[f"decoder.up_blocks.{level}.resnets.{j}."] = f"decoder.up.{levels - 1 - level}.block.{j}."
-        table[f"encoder.down_blocks.{level}.downsamplers.0.conv."] = f"encoder.down.{level}.downsample.conv."
-        table[f"decoder.up_blocks.{level}.upsamplers.0.conv."] = f"decoder.up.{levels - 1 - level}.upsample.conv."
+    table = convert.vae_prefix_table(config)
     out = {}
     for key, value in _invert_by_prefix(state, table, resnet_inner=False).items():
         key = key.replace(".nin_shortcut.", ".conv_shortcut.")
