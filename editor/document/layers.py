@@ -9,6 +9,7 @@ Document command so it is undoable and observed.
 from __future__ import annotations
 
 import itertools
+from abc import ABC, abstractmethod
 import re
 from typing import Iterator, Optional
 
@@ -29,7 +30,7 @@ def check_attribute_key(key: str) -> None:
         raise ValueError(f"invalid layer attribute key {key!r} (must be an XML name without ':')")
 
 
-class Node:
+class Node(ABC):
     """Common properties of layers and groups."""
 
     def __init__(
@@ -68,15 +69,16 @@ class Node:
                 return i
         raise ValueError("node not found in its parent")
 
+    @abstractmethod
     def canvas_bounds(self) -> Rect:
         """Bounds of the node's pixels in canvas coordinates (may exceed the canvas)."""
-        raise NotImplementedError
 
     def uses_non_local_ops(self) -> bool:
         return not self.blend_mode.is_local
 
+    @abstractmethod
     def byte_size(self) -> int:
-        raise NotImplementedError
+        """Bytes of pixel (and mask) storage the node holds."""
 
     def effectively_visible(self) -> bool:
         return self.visible and all(a.visible for a in self.ancestors())

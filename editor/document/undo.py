@@ -8,22 +8,26 @@ levels" plus "maximum undo memory").
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
 from .signals import Signal
 
 
-class Command:
+class Command(ABC):
     """Base class for undoable edits."""
 
     text: str = ""
 
+    @abstractmethod
     def redo(self) -> None:
-        raise NotImplementedError
+        """Apply the edit (again)."""
 
+    @abstractmethod
     def undo(self) -> None:
-        raise NotImplementedError
+        """Revert the edit exactly."""
 
     def byte_size(self) -> int:
         """Memory held only for undo/redo (tile data, removed layers...)."""
