@@ -32,11 +32,11 @@ def _rgb(color: Sequence[float] | int | float) -> np.ndarray:
     return c * _INV255
 
 
-def blend_pixels(base: np.ndarray, eff: np.ndarray, rgb: np.ndarray, mode: str, alpha_lock: bool) -> np.ndarray:
-    """Paint a flat colour with coverage ``eff`` onto straight RGBA uint8 ``base``."""
+def _source_over(base: np.ndarray, colour: np.ndarray, a: np.ndarray, mode: str, alpha_lock: bool) -> np.ndarray:
+    """Source-over (or erase) straight colour ``colour`` (floats 0..1, broadcastable to the
+    pixels) with coverage ``a`` onto straight RGBA uint8 ``base``."""
     ab = base[..., 3].astype(np.float32) * _INV255
     cb = base[..., :3].astype(np.float32) * _INV255
-    a = eff
     out = np.empty_like(base)
     if mode == "erase":
         if alpha_lock:
@@ -45,41 +45,28 @@ def blend_pixels(base: np.ndarray, eff: np.ndarray, rgb: np.ndarray, mode: str, 
         out[..., 3] = np.rint(ab * (1.0 - a) * 255.0)
     elif alpha_lock:
         # Alpha lock is src-atop: recolour what is there, keep its alpha.
-        out[..., :3] = np.rint((cb + (rgb - cb) * a[..., None]) * 255.0)
+        out[..., :3] = np.rint((cb + (colour - cb) * a[..., None]) * 255.0)
         out[..., 3] = base[..., 3]
     else:
         ao = a + ab * (1.0 - a)
-        num = rgb * a[..., None] + cb * (ab * (1.0 - a))[..., None]
+        num = colour * a[..., None] + cb * (ab * (1.0 - a))[..., None]
         col = np.zeros_like(cb)
         np.divide(num, ao[..., None], out=col, where=ao[..., None] > 0)
         out[..., :3] = np.rint(np.clip(col, 0.0, 1.0) * 255.0)
         out[..., 3] = np.rint(ao * 255.0)
     return canonicalize_rgba(out)
+
+
+def blend_pixels(base: np.ndarray, eff: np.ndarray, rgb: np.ndarray, mode: str, alpha_lock: bool) -> np.ndarray:
+    """Paint a flat colour with coverage ``eff`` onto straight RGBA uint8 ``base``."""
+    return _source_over(base, rgb, eff, mode, alpha_lock)
 
 
 def blend_patch(base: np.ndarray, patch: np.ndarray, strength: np.ndarray, mode: str, alpha_lock: bool) -> np.ndarray:
     """Source-over (or erase) a straight RGBA patch onto straight RGBA ``base``."""
     a = patch[..., 3].astype(np.float32) * _INV255 * strength
-    cs = patch[..., :3].astype(np.float32) * _INV255
-    ab = base[..., 3].astype(np.float32) * _INV255
-    cb = base[..., :3].astype(np.float32) * _INV255
-    out = np.empty_like(base)
-    if mode == "erase":
-        if alpha_lock:
-            return base.copy()
-        out[..., :3] = base[..., :3]
-        out[..., 3] = np.rint(ab * (1.0 - a) * 255.0)
-    elif alpha_lock:
-        out[..., :3] = np.rint((cb + (cs - cb) * a[..., None]) * 255.0)
-        out[..., 3] = base[..., 3]
-    else:
-        ao = a + ab * (1.0 - a)
-        num = cs * a[..., None] + cb * (ab * (1.0 - a))[..., None]
-        col = np.zeros_like(cb)
-        np.divide(num, ao[..., None], out=col, where=ao[..., None] > 0)
-        out[..., :3] = np.rint(np.clip(col, 0.0, 1.0) * 255.0)
-        out[..., 3] = np.rint(ao * 255.0)
-    return canonicalize_rgba(out)
+    colour = patch[..., :3].astype(np.float32) * _INV255
+    return _source_over(base, colour, a, mode, alpha_lock)
 
 
 def blend_mask(base: np.ndarray, eff: np.ndarray, value: float, mode: str) -> np.ndarray:

@@ -72,28 +72,22 @@ def install() -> bool:
     for _ in range(-disconnect_leak):
         incref(False)
 
+    def give_back_bool(name: str) -> None:
+        """Wrap SignalInstance.<name> so a True/False result gets back the reference PySide drops."""
+        original = getattr(SignalInstance, name)
+
+        def wrapper(self, *args):
+            result = original(self, *args)
+            if result is True or result is False:
+                incref(result)
+            return result
+
+        setattr(SignalInstance, name, wrapper)
+
     patched = False
-    if emit_leak <= -_PROBES:
-        original_emit = SignalInstance.emit
-
-        def emit(self, *args):
-            result = original_emit(self, *args)
-            if result is True or result is False:
-                incref(result)
-            return result
-
-        SignalInstance.emit = emit
-        patched = True
-    if disconnect_leak <= -_PROBES:
-        original_disconnect = SignalInstance.disconnect
-
-        def disconnect(self, *args):
-            result = original_disconnect(self, *args)
-            if result is True or result is False:
-                incref(result)
-            return result
-
-        SignalInstance.disconnect = disconnect
-        patched = True
+    for name, leak in (("emit", emit_leak), ("disconnect", disconnect_leak)):
+        if leak <= -_PROBES:
+            give_back_bool(name)
+            patched = True
     _installed = patched
     return patched
