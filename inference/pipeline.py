@@ -39,7 +39,7 @@ class GenerationRequest:
     strength: float = 1.0
     mask: np.ndarray | None = None  # uint8 (H, W); white = repaint
     paste_back: bool = True  # inpainting: keep pixels outside the mask bit-identical
-    paste_feather: int = 4
+    paste_feather: int = 8
     image_guidance: float = 1.5  # InstructPix2Pix: how closely to follow the input image
 
     def mode(self, unet_in_channels: int = 4) -> str:

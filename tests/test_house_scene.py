@@ -54,8 +54,19 @@ def test_rules_read_ground_truth():
         for g, ok in adherence(truth.attrs, read_attributes(img)).items():
             hits.setdefault(g, []).append(ok)
     acc = {g: np.mean(v) for g, v in hits.items()}
-    assert acc["time"] > 0.95 and acc["sky"] > 0.8 and acc["terrain"] > 0.8, acc
+    # The rules are the adherence judge: on the generator's own renders they must read nearly all.
+    assert min(acc.values()) >= 0.9, acc
     assert np.mean(hz) > 0.6
+
+
+def test_rules_read_night_colours():
+    """At night every lit surface is a third as bright; the rules undo the light before comparing."""
+    for colour in ("red", "blue", "yellow", "black"):
+        attrs = {"time": "night", "sky": "stars", "terrain": "hills", "water": "none", "vegetation": "none",
+                 "object": "house", "colour": colour}
+        img, _ = render_scene(attrs, 128, 128, 5)
+        read = read_attributes(img)
+        assert (read["object"], read.get("colour")) == ("house", colour), read
 
 
 def test_metrics_helpers():

@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--save-every", type=float, default=3.0, help="minutes between checkpoints")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--scenes", type=int, default=3000, help="training scenes encoded for the UNet stage")
+    tr.add_argument("--init", default=None, help="warm start from a house folder (e.g. assets/house)")
     ex = sub.add_parser("export", help="write diffusers folders full/ and preview/ from a training dir")
     ex.add_argument("--ckpt", required=True)
     ex.add_argument("--out", default="assets/house")
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "train":
         from .train import run
-        result = run(args.out, args.minutes, args.device, args.save_every, args.seed, args.threads, args.scenes)
+        result = run(args.out, args.minutes, args.device, args.save_every, args.seed, args.threads, args.scenes, args.init)
     elif args.command == "export":
         from .export import export_checkpoint
         result = export_checkpoint(args.ckpt, args.out)

@@ -4,10 +4,13 @@
   prompted value; the same rules' accuracy on the generator's own renders is reported as the ceiling;
 * coherence — final = img2img of the one-step preview (same seed, strength 0.5, full model): median
   SSIM of the two at 32×32 grey;
-* seams — inpainting (latent blending, 4-channel UNet, paste-back): mean |grad| on a 3-px band along
-  the mask boundary ÷ mean |grad| of the untouched image; and whether pixels outside are identical;
-* outpainting — a 128² scene extended to 192×128: horizon row in the 32 px left vs right of the seam,
-  success when they differ ≤ 4 px.
+* seams — inpainting (latent blending, 4-channel UNet, seam-corrected feathered paste-back): mean
+  |grad| on a 3-px band along the mask boundary (1 px outside, 2 px inside) ÷ mean |grad| of the
+  untouched image; and whether pixels outside are identical. The same ratio of the untouched image
+  itself is reported as the floor: a band that crosses the scene's own edges cannot score below it;
+* outpainting — a 128² scene extended to 192×128 with the engine's recipe (`inference.outpaint`:
+  edge-stretch pre-fill, strength `OUTPAINT_STRENGTH`): horizon row in the 32 px left vs right of the
+  seam, success when they differ ≤ 4 px.
 """
 from __future__ import annotations
 
@@ -19,11 +22,13 @@ import numpy as np
 import torch
 
 from inference.loader import load_model
+from inference.outpaint import DEFAULT_STRENGTH as OUTPAINT_STRENGTH
+from inference.outpaint import outpaint_request
 from inference.pipeline import GenerationRequest, Pipeline
 
 from . import configs
 from .captions import held_out_prompts
-from .rules import adherence, horizon_row, read_attributes
+from .rules import adherence, horizon_row, read_attributes, read_time
 from .scene import render_scene
 
 
@@ -48,11 +53,14 @@ def grad_mag(img: np.ndarray) -> np.ndarray:
     return np.hypot(gx, gy)
 
 
-def seam_energy(result: np.ndarray, original: np.ndarray, mask: np.ndarray) -> float:
+def seam_band(mask: np.ndarray) -> np.ndarray:
+    """bool: the 3-px band along the mask boundary — 1 px outside, 2 px inside."""
     inside = (mask >= 128).astype(np.uint8)
-    kernel = np.ones((3, 3), np.uint8)
-    band = (cv2.dilate(inside, kernel) - cv2.erode(inside, kernel)) > 0  # 3 px wide along the boundary
-    return float(grad_mag(result)[band].mean() / max(grad_mag(original).mean(), 1e-6))
+    return (cv2.dilate(inside, np.ones((3, 3), np.uint8)) - cv2.erode(inside, np.ones((5, 5), np.uint8))) > 0
+
+
+def seam_energy(result: np.ndarray, original: np.ndarray, mask: np.ndarray) -> float:
+    return float(grad_mag(result)[seam_band(mask)].mean() / max(grad_mag(original).mean(), 1e-6))
 
 
 def _mean(values) -> float:
@@ -60,7 +68,7 @@ def _mean(values) -> float:
 
 
 def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: int | None = None,
-             inpaint_cases: int = 8) -> dict:
+             inpaint_cases: int = 8, outpaint_strength: float = OUTPAINT_STRENGTH) -> dict:
     if threads:
         torch.set_num_threads(threads)
     models = Path(models)
@@ -87,7 +95,7 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         for store, img in ((hits_full, img_full), (hits_prev, img_prev), (ceiling, truth_img)):
             for group, ok in adherence(attrs, read_attributes(img)).items():
                 store.setdefault(group, []).append(ok)
-    seams, identical, continuity, hz_diffs = [], [], [], []
+    seams, floors, identical, continuity, hz_diffs = [], [], [], [], []
     for j, (attrs, prompt) in enumerate(cases[:inpaint_cases]):
         seed = 5000 + j
         scene, truth = render_scene(attrs, size, size, seed)
@@ -98,16 +106,14 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         out = full.generate(GenerationRequest(prompt, seed=seed, steps=configs.FULL_STEPS, guidance=configs.FULL_GUIDANCE,
                                               width=size, height=size, init_image=scene, mask=mask)).image
         seams.append(seam_energy(out, scene, mask))
+        floors.append(seam_energy(scene, scene, mask))
         identical.append(bool((out[mask < 128] == scene[mask < 128]).all()))
         # Outpainting: extend to the right by 64 px.
-        canvas = np.zeros((size, size + 64, 3), np.uint8)
-        canvas[:, :size] = scene
-        canvas[:, size:] = scene[:, size - 1:size]  # edge-extend as the initial content
-        omask = np.zeros((size, size + 64), np.uint8)
-        omask[:, size:] = 255
-        out = full.generate(GenerationRequest(prompt, seed=seed, steps=configs.FULL_STEPS, guidance=configs.FULL_GUIDANCE,
-                                              width=size + 64, height=size, init_image=canvas, mask=omask)).image
-        left, right = horizon_row(out[:, size - 32:size]), horizon_row(out[:, size:size + 32])
+        base = GenerationRequest(prompt, seed=seed, steps=configs.FULL_STEPS, guidance=configs.FULL_GUIDANCE)
+        out = full.generate(outpaint_request(base, scene, right=64, strength=outpaint_strength)).image
+        time_of_day = read_time(out)
+        left = horizon_row(out[:, size - 32:size], time_of_day)
+        right = horizon_row(out[:, size:size + 32], time_of_day)
         hz_diffs.append(abs(left - right))
         continuity.append(abs(left - right) <= 4)
     summarise = lambda d: {g: _mean(v) for g, v in d.items()}  # noqa: E731
@@ -119,9 +125,11 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         "rule_accuracy_on_ground_truth": summarise(ceiling),
         "coherence_ssim32_median": round(float(np.median(coherence)), 4),
         "inpaint_seam_energy_mean": _mean(seams),
+        "inpaint_seam_energy_floor": _mean(floors),
         "inpaint_outside_identical": all(identical),
         "outpaint_horizon_continuity": _mean(continuity),
         "outpaint_horizon_diff_px": [int(d) for d in hz_diffs],
-        "inpainting_method": "latent blending (4-channel UNet) + paste-back",
+        "inpainting_method": "latent blending (4-channel UNet) + seam-corrected feathered paste-back",
+        "outpainting_method": f"edge-stretch pre-fill, strength {outpaint_strength}",
         "seconds": round(time.time() - start, 1),
     }

@@ -2,20 +2,31 @@
 
 Each rule is a colour test against the generator's own palette (`scene.py`) at a place fixed by
 the estimated horizon; `tests/test_house_scene.py` checks the rules on ground-truth renders.
+
+Colour distances are measured after undoing the time of day's light (the scene multiplies lit
+surfaces by `LIGHT[time]`): at night every surface is a third as bright, so a fixed threshold in
+raw RGB would call all dark colours the same. Dividing the difference by the light keeps one
+threshold meaningful at every time of day.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from .scene import COLOURS, LIGHT, SKY, TERRAIN, WATER
+from .scene import COLOURS, LIGHT, MOON, SKY, SUN, TERRAIN, WATER
+
+# Parts drawn on top of each object (scene.py): they tell the object kind apart from its body.
+ROOF, TOWER_TOP, SAIL = (120, 45, 35), (70, 60, 70), (235, 230, 220)
 
 
-def horizon_row(img: np.ndarray) -> int:
+def horizon_row(img: np.ndarray, time: str | None = None) -> int:
     """Topmost row in the middle band where a colour edge spans most of the width (the ground line);
-    falls back to the row with the largest such span."""
+    falls back to the row with the largest such span. With `time`, edges are measured unlit."""
     H = img.shape[0]
-    step = np.abs(np.diff(img.astype(np.int16), axis=0)).sum(-1) > 30  # (H-1, W)
+    values = img.astype(np.float32)
+    if time is not None:
+        values = values / np.asarray(LIGHT[time], np.float32)
+    step = np.abs(np.diff(values, axis=0)).sum(-1) > 30  # (H-1, W)
     span = step.mean(1)
     lo, hi = int(0.3 * H), int(0.75 * H)
     strong = np.nonzero(span[lo:hi] > 0.55)[0]
@@ -24,8 +35,12 @@ def horizon_row(img: np.ndarray) -> int:
     return lo + 1 + int(np.argmax(span[lo:hi]))
 
 
-def _dist(img: np.ndarray, colour) -> np.ndarray:
-    return np.linalg.norm(img.astype(np.float32) - np.asarray(colour, np.float32), axis=-1)
+def _dist(img: np.ndarray, colour, time: str | None = None) -> np.ndarray:
+    """Per-pixel distance to `colour`; with `time`, in unlit units (difference ÷ that time's light)."""
+    diff = img.astype(np.float32) - np.asarray(colour, np.float32)
+    if time is not None:
+        diff = diff / np.asarray(LIGHT[time], np.float32)
+    return np.linalg.norm(diff, axis=-1)
 
 
 def _lit(colour, time: str) -> np.ndarray:
@@ -38,6 +53,13 @@ def read_time(img: np.ndarray) -> str:
 
 
 def read_sky(img: np.ndarray, time: str, hz: int) -> str:
+    # The sun and the moon are emissive discs of a known colour: look for one anywhere in the sky
+    # (it may sit low, half behind the terrain, or touch snowy peaks, which defeat a shape test).
+    disc_colour = MOON if time == "night" else SUN[time]
+    disc = (_dist(img[:max(4, hz)], disc_colour) < 35).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(disc, connectivity=8)
+    if n > 1 and stats[1:, cv2.CC_STAT_AREA].max() >= 40:
+        return "moon" if time == "night" else "sun"
     region = img[: max(4, hz - img.shape[0] // 5)].astype(np.int16)
     lum = region.mean(-1)
     sat = region.max(-1) - region.min(-1)
@@ -66,7 +88,7 @@ def read_water(img: np.ndarray, time: str, hz: int) -> tuple[str, np.ndarray]:
     H = img.shape[0]
     bottom = np.asarray(SKY[time][1], np.float32)
     colour = (0.7 * np.asarray(WATER, np.float32) + 0.3 * bottom) * (0.45 if time == "night" else 1.0)
-    mask = _dist(img, colour) < 40
+    mask = _dist(img, colour, time) < 40
     mask[:hz] = False
     frac = mask[hz:].mean() if hz < H else 0.0
     if frac < 0.015:
@@ -80,17 +102,17 @@ def read_water(img: np.ndarray, time: str, hz: int) -> tuple[str, np.ndarray]:
 
 
 def read_terrain(img: np.ndarray, time: str, hz: int, water: np.ndarray) -> str:
-    ground = img[hz + 2:].reshape(-1, 3).astype(np.float32)
+    light = np.asarray(LIGHT[time], np.float32)
+    ground = img[hz + 2:].reshape(-1, 3).astype(np.float32) / light
     keep = ~water[hz + 2:].reshape(-1)
     scores = {}
-    above = img[max(0, hz - img.shape[0] // 4): max(1, hz - 2)].reshape(-1, 3).astype(np.float32)
+    above = img[max(0, hz - img.shape[0] // 4): max(1, hz - 2)].reshape(-1, 3).astype(np.float32) / light
     for name, (sil, grd) in TERRAIN.items():
-        g = _lit(grd, time)
-        s = _lit(sil, time)
+        g, s = np.asarray(grd, np.float32), np.asarray(sil, np.float32)
         near_ground = (np.linalg.norm(ground[keep] - g, axis=1) < 30).mean() if keep.any() else 0.0
         near_sil = (np.linalg.norm(above - s, axis=1) < 30).mean() if len(above) else 0.0
         scores[name] = near_ground + 0.5 * near_sil
-    snow = (np.linalg.norm(above - _lit((248, 248, 252), time), axis=1) < 25).mean() if len(above) else 0.0
+    snow = (np.linalg.norm(above - np.asarray((248, 248, 252), np.float32), axis=1) < 25).mean() if len(above) else 0.0
     scores["snowy"] += 2 * snow
     return max(scores, key=scores.get)
 
@@ -100,34 +122,47 @@ def read_vegetation(img: np.ndarray, time: str, hz: int) -> str:
 
     H = img.shape[0]
     band = img[max(0, hz - 10): hz + 4]
-    forest = (_dist(band, _lit(FOREST, time)) < 28).any(0).mean()
+    forest = (_dist(band, _lit(FOREST, time), time) < 28).any(0).mean()
     if forest > 0.6:
         return "forest"
     lower = img[hz:]
-    palms = (_dist(lower, _lit(PALM_LEAF, time)) < 22).sum() + (_dist(img[hz - H // 4: hz], _lit(PALM_LEAF, time)) < 22).sum()
-    pines = (_dist(lower, _lit(PINE, time)) < 22).sum()
+    palms = (_dist(lower, _lit(PALM_LEAF, time), time) < 22).sum() + \
+        (_dist(img[max(0, hz - H // 4): hz], _lit(PALM_LEAF, time), time) < 22).sum()
+    pines = (_dist(lower, _lit(PINE, time), time) < 22).sum()
     if max(palms, pines) < 12:
         return "none"
     return "palms" if palms > pines else "pines"
 
 
 def read_object(img: np.ndarray, time: str, hz: int, water: np.ndarray) -> tuple[str, str | None]:
-    """(object, colour): the colour whose pixels form the largest component below the sky band."""
-    H = img.shape[0]
+    """(object, colour): the colour whose pixels form the largest compact component below the sky
+    band; its kind from the part drawn on top of it (roof → house, dark cap → tower, sail → boat),
+    else from its shape and the water around it."""
+    H, W = img.shape[:2]
     top = max(0, hz - int(0.4 * H))
     best = (0, None, None)
     for name, colour in COLOURS.items():
-        mask = _dist(img, _lit(colour, time)) < 30
+        mask = _dist(img, _lit(colour, time), time) < 30
         mask[:top] = False
         n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         for k in range(1, n):
             x, y, w, h, area = stats[k]
-            if area > best[0] and w <= 0.35 * img.shape[1]:
+            # Objects stand on the ground or float on water: a component that ends above the
+            # horizon is a cloud or a snow cap, whatever its colour.
+            if area > best[0] and w <= 0.35 * W and y + h > hz + 1:
                 best = (area, name, (x, y, w, h))
     area, colour, box = best
     if area < 20 or box is None:
         return "none", None
     x, y, w, h = box
+    above = img[max(0, y - 12): y + 2, max(0, x - 3): x + w + 3]
+    parts = {kind: int((_dist(above, _lit(c, time), time) < 30).sum())
+             for kind, c in (("house", ROOF), ("tower", TOWER_TOP), ("boat", SAIL))}
+    if colour == "white":
+        parts["boat"] = 0  # a white hull merges with its sail: the sail is not "above" it
+    kind = max(parts, key=parts.get)
+    if parts[kind] >= 6:
+        return kind, colour
     if h >= 1.8 * w:
         return "tower", colour
     below = water[min(H - 1, y + h): min(H, y + h + 3), x: x + w]
@@ -137,8 +172,8 @@ def read_object(img: np.ndarray, time: str, hz: int, water: np.ndarray) -> tuple
 
 
 def read_attributes(img: np.ndarray) -> dict[str, str]:
-    hz = horizon_row(img)
     time = read_time(img)
+    hz = horizon_row(img, time)
     water, wmask = read_water(img, time, hz)
     obj, colour = read_object(img, time, hz, wmask)
     out = {"time": time, "sky": read_sky(img, time, hz), "terrain": read_terrain(img, time, hz, wmask),

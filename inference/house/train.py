@@ -8,6 +8,13 @@ EMA, optimiser, step) are written every `--save-every` minutes and at the end of
 the same command again resumes; running it with a larger `--minutes` continues every stage whose
 budget grew. Randomness is seeded per step, so a run is reproducible up to where the clock stops it.
 
+Warm start (`--init FOLDER`, a shipped house folder such as `assets/house`): every stage starts
+from those weights instead of from scratch. The VAE stage then fine-tunes the decoder only, with
+the encoder frozen, so the latent space (and the UNet trained on it) stays valid — the same move as
+SD's ft-MSE decoder; the latent scale is kept from the folder. The UNet and text encoder continue
+from `full/`, the preview student from `preview/`. Learning rates decay on a cosine over each
+stage's time budget, so a run ends on small steps whatever its length.
+
 Preview distillation ("ODE-pair distillation", Luhman & Luhman 2021, extended to every img2img
 start): the EMA teacher with CFG draws trajectories with 12 trailing Euler steps, whose grid
 contains every timestep a one-step img2img can start from (999, 749, 666, 499, 332, 249). Each
@@ -94,14 +101,47 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, max_deca
             pe.lerp_(pm, 1 - decay)
 
 
-def scene_batch(first_seed: int, count: int, size: int = configs.RESOLUTION) -> tuple[torch.Tensor, list[dict]]:
-    images, attrs = [], []
+def scene_batch(first_seed: int, count: int, size: int = configs.RESOLUTION,
+                with_weights: bool = False):
+    """`count` training scenes as a (-1..1) batch and their attributes; with `with_weights`, also a
+    per-pixel loss weight that lifts the small parts (objects, trees, sun/moon/stars) over the large
+    flat regions, which otherwise dominate a mean loss and leave the small parts colourless."""
+    images, attrs, weights = [], [], []
     for k in range(count):
         img, truth = random_scene(first_seed + k, size, size, accept=training_attributes)
         images.append(img)
         attrs.append(truth.attrs)
+        if with_weights:
+            w = np.ones(img.shape[:2], np.float32)
+            for part, gain in PART_WEIGHTS.items():
+                if part in truth.masks:
+                    w += gain * truth.masks[part]
+            weights.append(w)
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if with_weights:
+        return x, attrs, torch.from_numpy(np.stack(weights))[:, None]
     return x, attrs
+
+
+PART_WEIGHTS = {"object": 6.0, "vegetation": 2.0, "sky_feature": 3.0}
+
+
+def cosine_lr(base: float, progress: float, warmup: float, step: int, floor: float = 0.1) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to `floor`·base at the end of the budget."""
+    decay = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+    return base * min(1.0, (step + 1) / warmup) * decay
+
+
+def init_models(folder: Path) -> dict:
+    """Weights of a shipped house folder (`full/`, `preview/`) as state dicts for a warm start."""
+    from inference.loader import load_model
+
+    full = load_model(folder / "full", dtype="float32")
+    out = {"vae": full.vae.state_dict(), "unet": full.unet.state_dict(),
+           "text": full.text_encoders[0].model.state_dict(), "scaling": float(full.vae.config.scaling_factor)}
+    if (folder / "preview").is_dir():
+        out["preview"] = load_model(folder / "preview", dtype="float32").unet.state_dict()
+    return out
 
 
 class Timer:
@@ -119,7 +159,7 @@ class Timer:
 
 # ----------------------------------------------------------------------------- stage 1: VAE
 def train_vae(out: Path, state: RunState, budget: float, device: torch.device, save_every: float,
-              seed: int) -> AutoencoderKL:
+              seed: int, init: dict | None = None) -> AutoencoderKL:
     ck = load(out / "vae.pt")
     torch.manual_seed(seed)
     vae = AutoencoderKL(configs.VAE).to(device)
@@ -127,7 +167,14 @@ def train_vae(out: Path, state: RunState, budget: float, device: torch.device, s
         # Start with a near-deterministic posterior (std ≈ 0.02): with the default std ≈ 1 the decoder
         # sees mostly noise and learns only the mean colour for hundreds of steps.
         vae.quant_conv.bias[configs.VAE.z_channels:] = -8.0
-    opt = torch.optim.AdamW(vae.parameters(), lr=1.5e-3, weight_decay=0.0)
+    base_lr, decoder_only = 1.5e-3, init is not None
+    if decoder_only:
+        vae.load_state_dict(init["vae"])
+        base_lr = 5e-4
+        for module in (vae.encoder, vae.quant_conv):
+            module.requires_grad_(False)
+    trainable = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=base_lr, weight_decay=0.0)
     step = 0
     if ck:
         vae.load_state_dict(ck["model"])
@@ -138,25 +185,28 @@ def train_vae(out: Path, state: RunState, budget: float, device: torch.device, s
     bar = tqdm(desc="vae", unit="step", initial=step)
     while not timer.done():
         torch.manual_seed(seed * 1000003 + step)
-        x, _ = scene_batch(seed * 10**7 + step * 16, 16)
+        x, _, w = scene_batch(seed * 10**7 + step * 16, 16, with_weights=True)
         # 64-px crops: the VAE is fully convolutional, and crops cost a quarter of full scenes.
         g = torch.Generator().manual_seed(step)
         i, j = (int(v) for v in torch.randint(0, 65, (2,), generator=g))
-        x = x[:, :, i:i + 64, j:j + 64].to(device)
+        x, w = x[:, :, i:i + 64, j:j + 64].to(device), w[:, :, i:i + 64, j:j + 64].to(device)
+        w = w / w.mean()
         mean, std = vae.encode_moments(x)
         z = mean + std * torch.randn_like(std)
         rec = vae.decode(z)
-        l1 = (rec - x).abs().mean()
+        l1 = ((rec - x).abs() * w).mean()
         grad = ((rec[..., 1:, :] - rec[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs().mean() + \
                ((rec[..., 1:] - rec[..., :-1]) - (x[..., 1:] - x[..., :-1])).abs().mean()
         kl = 0.5 * (mean ** 2 + std ** 2 - 1 - torch.log(std ** 2 + 1e-8)).mean()
         loss = l1 + 0.5 * grad + 1e-5 * kl
-        lr = 1.5e-3 * min(1.0, (step + 1) / 50)
+        warmup = 50 if not decoder_only else 20
+        lr = cosine_lr(base_lr, timer.now() / budget, warmup, step) if decoder_only else \
+            base_lr * min(1.0, (step + 1) / warmup)
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         step += 1
         bar.update(1)
@@ -173,8 +223,10 @@ def train_vae(out: Path, state: RunState, budget: float, device: torch.device, s
 
 
 @torch.no_grad()
-def latent_cache(out: Path, vae: AutoencoderKL, device: torch.device, count: int, seed: int) -> dict:
-    """Posterior (mean, std) of `count` training scenes, the scaling factor and their attributes."""
+def latent_cache(out: Path, vae: AutoencoderKL, device: torch.device, count: int, seed: int,
+                 scaling: float | None = None) -> dict:
+    """Posterior (mean, std) of `count` training scenes, the scaling factor (measured, unless a warm
+    start fixes it) and their attributes."""
     path = out / "latents.pt"
     vae_step = load(out / "vae.pt")["step"]
     cached = load(path)
@@ -188,7 +240,7 @@ def latent_cache(out: Path, vae: AutoencoderKL, device: torch.device, count: int
         stds.append(s.cpu())
         attrs += a
     mean, std = torch.cat(means), torch.cat(stds)
-    scaling = float(1.0 / mean.std())
+    scaling = float(1.0 / mean.std()) if scaling is None else scaling
     cached = {"mean": mean, "std": std, "attrs": attrs, "scaling": scaling, "vae_step": vae_step}
     save(path, **cached)
     return cached
@@ -214,13 +266,16 @@ def latent_batch(cache: dict, idx: torch.Tensor, g: torch.Generator) -> torch.Te
 
 
 def train_unet(out: Path, state: RunState, budget: float, device: torch.device, save_every: float,
-               seed: int, cache: dict, batch: int = 32) -> tuple[UNetModel, CLIPTextModel]:
+               seed: int, cache: dict, batch: int = 32, init: dict | None = None) -> tuple[UNetModel, CLIPTextModel]:
     tok = CLIPTokenizer.default(pad_token_id=configs.PAD_TOKEN_ID)
     torch.manual_seed(seed)
     unet, text = UNetModel(configs.UNET).to(device), CLIPTextModel(configs.TEXT).to(device)
     with torch.no_grad():
         text.text_model.embeddings.token_embedding.weight.normal_(0, 0.02)
         text.text_model.embeddings.position_embedding.weight.normal_(0, 0.01)
+    if init is not None:
+        unet.load_state_dict(init["unet"])
+        text.load_state_dict(init["text"])
     ema_unet, ema_text = copy.deepcopy(unet), copy.deepcopy(text)
     params = list(unet.parameters()) + list(text.parameters())
     opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=1e-4)
@@ -255,7 +310,7 @@ def train_unet(out: Path, state: RunState, budget: float, device: torch.device, 
         context = encode_text(text, tok, prompts, device)
         pred = unet(x_t, t.float(), context)
         loss = F.mse_loss(pred.float(), target)
-        lr = 5e-4 * min(1.0, (step + 1) / 200)
+        lr = cosine_lr(5e-4, timer.now() / budget, 200, step) if init is not None else 5e-4 * min(1.0, (step + 1) / 200)
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -301,7 +356,7 @@ def teacher_trajectories(unet: UNetModel, context: torch.Tensor, uncond: torch.T
 
 def distill(out: Path, state: RunState, budget: float, device: torch.device, save_every: float, seed: int,
             cache: dict, teacher: UNetModel, text: CLIPTextModel, pair_count: int = 600,
-            batch: int = 32) -> UNetModel:
+            batch: int = 32, init: dict | None = None) -> UNetModel:
     tok = CLIPTokenizer.default(pad_token_id=configs.PAD_TOKEN_ID)
     timer = Timer(state.elapsed("distill"), budget)
     pairs = load(out / "pairs.pt")
@@ -326,6 +381,8 @@ def distill(out: Path, state: RunState, budget: float, device: torch.device, sav
     ts_all = trailing_timesteps(TEACHER_STEPS)
     keep = [ts_all.index(t) for t in ONE_STEP_TIMESTEPS]
     student = copy.deepcopy(teacher).train()
+    if init is not None and "preview" in init:
+        student.load_state_dict(init["preview"])
     opt = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.0)
     ema = copy.deepcopy(student).eval()
     step = 0
@@ -366,6 +423,9 @@ def distill(out: Path, state: RunState, budget: float, device: torch.device, sav
         target = torch.cat([pairs["x0"][pi], x0_real]).to(device)
         with torch.no_grad():
             context = encode_text(text, tok, prompts, device)
+        if init is not None:
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(1e-4, timer.now() / budget, 50, step)
         v = student(x_t, t.float(), context).float()
         loss = F.mse_loss(v_to_x0(x_t, v, t, ac), target)
         opt.zero_grad(set_to_none=True)
@@ -387,7 +447,8 @@ def distill(out: Path, state: RunState, budget: float, device: torch.device, sav
 
 # ----------------------------------------------------------------------------- driver
 def run(out: str | Path, minutes: float = 45.0, device: str = "cpu", save_every_min: float = 3.0,
-        seed: int = 0, threads: int | None = None, scenes: int = 3000) -> dict:
+        seed: int = 0, threads: int | None = None, scenes: int = 3000, init: str | Path | None = None,
+        pairs: int = 600) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if threads:
@@ -397,10 +458,13 @@ def run(out: str | Path, minutes: float = 45.0, device: str = "cpu", save_every_
     state.update("vae", state.elapsed("vae"), state.data["steps"].get("vae", 0), minutes=minutes, seed=seed)
     save_every = save_every_min * 60
     budget = {k: v * minutes * 60 for k, v in SHARES.items()}
-    vae = train_vae(out, state, budget["vae"], dev, save_every, seed)
-    cache = latent_cache(out, vae, dev, scenes, seed)
-    unet, text = train_unet(out, state, budget["unet"], dev, save_every, seed, cache)
-    distill(out, state, budget["distill"], dev, save_every, seed, cache, unet, text)
+    warm = init_models(Path(init)) if init else None
+    if init:
+        state.update("vae", state.elapsed("vae"), state.data["steps"].get("vae", 0), init=str(init))
+    vae = train_vae(out, state, budget["vae"], dev, save_every, seed, warm)
+    cache = latent_cache(out, vae, dev, scenes, seed, warm["scaling"] if warm else None)
+    unet, text = train_unet(out, state, budget["unet"], dev, save_every, seed, cache, init=warm)
+    distill(out, state, budget["distill"], dev, save_every, seed, cache, unet, text, pair_count=pairs, init=warm)
     state.update("distill", state.elapsed("distill"), state.data["steps"].get("distill", 0),
                  scaling=cache["scaling"])
     return state.data
