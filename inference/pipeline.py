@@ -154,7 +154,7 @@ class Pipeline:
 
         return run
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, request: GenerationRequest, progress: ProgressCallback | None = None,
                  should_stop: Callable[[], bool] | None = None, return_latents: bool = False) -> GenerationResult:
         validate_request(request)

@@ -6,6 +6,22 @@ import json
 import sys
 
 
+def _shares(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"--shares: {part!r} is not stage=fraction") from None
+    unknown = set(out) - {"vae", "unet", "distill"}
+    if unknown:
+        raise SystemExit(f"--shares: unknown stage {sorted(unknown)[0]!r} (vae, unet, distill)")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m inference.house")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -18,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--scenes", type=int, default=3000, help="training scenes encoded for the UNet stage")
     tr.add_argument("--init", default=None, help="warm start from a house folder (e.g. assets/house)")
+    tr.add_argument("--shares", default=None, help="stage shares of --minutes, e.g. vae=0.3,unet=0.45,distill=0.25")
     ex = sub.add_parser("export", help="write diffusers folders full/ and preview/ from a training dir")
     ex.add_argument("--ckpt", required=True)
     ex.add_argument("--out", default="assets/house")
@@ -33,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "train":
         from .train import run
-        result = run(args.out, args.minutes, args.device, args.save_every, args.seed, args.threads, args.scenes, args.init)
+        result = run(args.out, args.minutes, args.device, args.save_every, args.seed, args.threads, args.scenes,
+                     args.init, shares=_shares(args.shares))
     elif args.command == "export":
         from .export import export_checkpoint
         result = export_checkpoint(args.ckpt, args.out)

@@ -448,7 +448,7 @@ def distill(out: Path, state: RunState, budget: float, device: torch.device, sav
 # ----------------------------------------------------------------------------- driver
 def run(out: str | Path, minutes: float = 45.0, device: str = "cpu", save_every_min: float = 3.0,
         seed: int = 0, threads: int | None = None, scenes: int = 3000, init: str | Path | None = None,
-        pairs: int = 600) -> dict:
+        pairs: int = 600, shares: dict[str, float] | None = None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if threads:
@@ -457,7 +457,8 @@ def run(out: str | Path, minutes: float = 45.0, device: str = "cpu", save_every_
     state = RunState(out)
     state.update("vae", state.elapsed("vae"), state.data["steps"].get("vae", 0), minutes=minutes, seed=seed)
     save_every = save_every_min * 60
-    budget = {k: v * minutes * 60 for k, v in SHARES.items()}
+    shares = {**SHARES, **(shares or {})}
+    budget = {k: v * minutes * 60 for k, v in shares.items()}
     warm = init_models(Path(init)) if init else None
     if init:
         state.update("vae", state.elapsed("vae"), state.data["steps"].get("vae", 0), init=str(init))

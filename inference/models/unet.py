@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import attention, group_norm, timestep_embedding
+from .layers import attention, group_norm, timestep_embedding, upsample_nearest2x_conv3x3
 
 
 @dataclass(frozen=True)
@@ -181,11 +181,9 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:
         # Latent sizes that are not multiples of 8 need the skip's exact size, as diffusers does.
-        if output_size is None:
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        else:
-            x = F.interpolate(x, size=output_size, mode="nearest")
-        return self.conv(x)
+        if output_size is None or tuple(output_size) == (2 * x.shape[-2], 2 * x.shape[-1]):
+            return upsample_nearest2x_conv3x3(x, self.conv)
+        return self.conv(F.interpolate(x, size=output_size, mode="nearest"))
 
 
 class UNetModel(nn.Module):

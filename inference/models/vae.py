@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import group_norm
+from .layers import group_norm, upsample_nearest2x_conv3x3
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return upsample_nearest2x_conv3x3(x, self.conv)
 
 
 class _Level(nn.Module):
