@@ -36,6 +36,10 @@ def _add_generate(sub) -> None:
     p.add_argument("--init-image")
     p.add_argument("--strength", type=float, default=None)
     p.add_argument("--mask")
+    p.add_argument("--extend", metavar="LEFT,TOP,RIGHT,BOTTOM",
+                   help="outpaint: grow --init-image by these pixel margins (the result's sides must be multiples of 8)")
+    p.add_argument("--prefill", choices=["edge", "telea", "mirror"], default="edge",
+                   help="outpaint: how the new area is filled before sampling (default edge)")
     p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
@@ -101,6 +105,23 @@ def _parameters_text(args, request, model) -> str:
     return "\n".join(lines)
 
 
+def _outpaint(args, request, init, mask):
+    from .outpaint import DEFAULT_STRENGTH, outpaint_request
+
+    if init is None:
+        raise InferenceError("--extend needs an --init-image to grow")
+    if mask is not None:
+        raise InferenceError("--extend makes its own mask: drop --mask")
+    try:
+        margins = [int(v) for v in args.extend.split(",")]
+    except ValueError:
+        margins = []
+    if len(margins) != 4:
+        raise InferenceError(f"--extend {args.extend!r}: expected four whole numbers LEFT,TOP,RIGHT,BOTTOM")
+    strength = args.strength if args.strength is not None else DEFAULT_STRENGTH
+    return outpaint_request(request, init, *margins, prefill=args.prefill, strength=strength)
+
+
 def _generate(args) -> int:
     import torch
     from PIL import PngImagePlugin, Image
@@ -130,6 +151,8 @@ def _generate(args) -> int:
     request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
                                 sampler=args.sampler, timestep_spacing=args.timestep_spacing, guidance=args.guidance,
                                 width=width, height=height, init_image=init, strength=strength, mask=mask)
+    if args.extend:
+        request = _outpaint(args, request, init, mask)
     interrupted = {"flag": False}
 
     def on_sigint(signum, frame):

@@ -65,6 +65,19 @@ def test_img2img_and_inpaint_through_cli(tiny_model, tmp_path):
     assert "Denoising strength: 0.5" in Image.open(out2).text["parameters"]
 
 
+def test_outpaint_through_cli(tiny_model, tmp_path):
+    init = tmp_path / "init.png"
+    original = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(original).save(init)
+    out = tmp_path / "wider.png"
+    assert main(["generate", "--model", str(tiny_model), "--prompt", "x", "--steps", "4", "--init-image", str(init),
+                 "--extend", "8,0,24,16", "--out", str(out)]) == 0
+    result = np.asarray(Image.open(out))
+    assert result.shape == (64, 96, 3)
+    assert np.array_equal(result[:48, 8:72], original)
+    assert "Denoising strength: 0.75" in Image.open(out).text["parameters"]
+
+
 def test_inspect_prints_json(tiny_model):
     result = _run("inspect", str(tiny_model))
     assert result.returncode == 0, result.stderr
@@ -88,6 +101,11 @@ def test_inspect_prints_json(tiny_model):
     (["generate", "--model", "PICKLE", "--prompt", "x", "--out", "OUT"], "pickle"),
     (["generate", "--prompt", "x", "--model", "MODEL", "--device", "cuda", "--out", "OUT"], "cuda"),
     (["generate", "--prompt", "x"], "required"),
+    (["generate", "--model", "MODEL", "--prompt", "x", "--extend", "8,0,8,0", "--out", "OUT"], "--init-image"),
+    (["generate", "--model", "MODEL", "--prompt", "x", "--init-image", "INIT", "--extend", "8,8", "--out", "OUT"],
+     "LEFT,TOP,RIGHT,BOTTOM"),
+    (["generate", "--model", "MODEL", "--prompt", "x", "--init-image", "INIT", "--extend", "3,0,0,0", "--out", "OUT"],
+     "multiples of 8"),
 ])
 def test_bad_input_is_one_line_exit_2(tiny_model, tmp_path, args, phrase):
     import torch
