@@ -174,3 +174,27 @@ def test_pixels_outside_the_selection_never_change(w, h, seed, shape, feathered,
     assert np.array_equal(after[~limit], before[~limit])  # nor outside the frame
     doc.undo()
     assert np.array_equal(doc.render_uncached(), before)
+
+
+def test_accepted_inpaint_has_no_seam_from_a_local_colour_drift():
+    """A model whose colours drift unevenly (brighter on one side) leaves no step at the selection edge."""
+    from inference.house.evaluate import seam_energy
+
+    h = w = 64
+    doc = Document(w, h)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    pixels = np.dstack([60 + 2 * xx, 90 + yy, np.full((h, w), 140.0)]).clip(0, 255).astype(np.uint8)
+    doc.add_layer_from_image(np.dstack([pixels, np.full((h, w), 255, np.uint8)]), name="photo")
+    doc.select_rect(Rect(16, 16, 32, 32))
+    before = doc.render_uncached()[..., :3]
+    plan = build_plan(doc, EditRequest(frame=Rect(0, 0, 64, 64), prompt="x", mode=EditMode.INPAINT), 64)
+    truth = plan.rmap.to_model(before[plan.crop.slices()])
+    drift = np.linspace(0, 45, truth.shape[1], dtype=np.float32)[None, :, None]  # uneven: no global match fixes it
+    generated = np.clip(truth.astype(np.float32) + drift, 0, 255).astype(np.uint8)
+    staging = Staging(doc)
+    staging.stage([finish_image(plan, generated, seed=1)])
+    staging.accept()
+    after = doc.render_uncached()[..., :3]
+    mask = np.zeros((h, w), np.uint8)
+    mask[16:48, 16:48] = 255
+    assert seam_energy(after, before, mask) < seam_energy(before, before, mask) + 0.3

@@ -18,6 +18,7 @@ import numpy as np
 
 from editor.document.geometry import Rect
 from inference.pipeline import GenerationRequest
+from inference.seams import seam_correct
 
 from .frame import Fit, GenerationFrame, ResolutionMap
 from .inpaint import InpaintSettings, colour_match, compose, layer_rgba, model_mask, plan_inpaint
@@ -296,8 +297,11 @@ def finish_image(plan: GenerationPlan, rgb: np.ndarray, seed: int, model_name: s
     else:
         if plan.ring is not None and not preview:
             reference = plan.source if plan.source is not None else plan.original[..., :3]
-            generated = colour_match(generated, reference, plan.ring, region=plan.weights > 0,
-                                     space=plan.request.inpaint.colour_space)
+            # The global colour match runs on the whole crop (pixels of weight 0 stay invisible), so
+            # the context ring shows what it left uncorrected; the local seam correction then pulls
+            # that remainder to the edge colours.
+            generated = colour_match(generated, reference, plan.ring, space=plan.request.inpaint.colour_space)
+            generated = seam_correct(generated, reference, np.where(plan.weights > 0, np.uint8(255), np.uint8(0)))
         rgba = layer_rgba(generated, plan.weights)
     return GeneratedImage(
         rgba=np.ascontiguousarray(rgba), x=plan.crop.x, y=plan.crop.y, seed=int(seed),
