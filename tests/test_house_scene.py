@@ -77,3 +77,17 @@ def test_metrics_helpers():
     mask = np.zeros((128, 128), np.uint8)
     mask[40:80, 40:80] = 255
     assert seam_energy(img, img, mask) >= 0
+
+
+def test_horizon_rule_agrees_across_an_outpainting_seam_on_ground_truth():
+    """The outpainting metric compares the horizon in the 32-px strips either side of x = 128; on a
+    scene drawn 192 px wide in one piece, the two strips must agree (≤ 4 px) nearly always."""
+    from inference.house.captions import held_out_prompts
+    from inference.house.rules import read_time
+
+    agree = []
+    for j, (attrs, _) in enumerate(held_out_prompts(60)):
+        img, _ = render_scene(attrs, 192, 128, 5000 + j)
+        time = read_time(img)
+        agree.append(abs(horizon_row(img[:, 96:128], time) - horizon_row(img[:, 128:160], time)) <= 4)
+    assert np.mean(agree) >= 0.8, np.mean(agree)
