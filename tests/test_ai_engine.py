@@ -156,3 +156,14 @@ def test_decode_out_of_memory_retries_tiled_then_reports(engine, service):
     finally:
         del decoder.forward
     assert np.array_equal(doc.render_uncached(), before) and doc.undo_stack.index == 0
+
+
+def test_unet_in_channels_from_headers_and_loaded_model(tmp_path_factory):
+    inpaint_path = build_sd(tmp_path_factory.mktemp("ai_tiny_inpaint"), kind="sd1", in_channels=9)
+    engine = TorchEngine({"plain": ModelSpec(build_sd(tmp_path_factory.mktemp("ai_tiny_plain"), kind="sd1")),
+                          "inpaint": ModelSpec(inpaint_path), "missing": ModelSpec(tmp_path_factory.mktemp("x") / "no")})
+    assert engine.unet_in_channels("inpaint") == 9  # read from the headers, nothing loaded
+    assert engine.loaded() == []
+    engine.ensure_loaded("plain")
+    assert engine.unet_in_channels("plain") == 4
+    assert engine.unet_in_channels("missing") == 4  # unknown: the ordinary default; loading reports the error

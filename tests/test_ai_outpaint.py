@@ -108,3 +108,15 @@ def test_outpaint_through_the_document_grows_the_canvas_in_one_undo_step():
     doc.undo()
     assert (doc.width, doc.height) == (64, 48) and len(doc.raster_layers()) == 1
     assert np.array_equal(doc.render_uncached(), before)
+
+
+def test_outpaint_default_strength_follows_the_model_kind():
+    """Ordinary models start the new area from the noised pre-fill; inpainting models from noise."""
+    from editor.ai.request import OUTPAINT_STRENGTH_LATENT_BLENDING, EditRequest
+    from editor.ai.modes import EditMode
+
+    request = EditRequest(frame=Rect(0, 0, 64, 64), prompt="x")
+    assert request.strength_for(EditMode.OUTPAINT, inpaint_model=False) == OUTPAINT_STRENGTH_LATENT_BLENDING < 1.0
+    assert request.strength_for(EditMode.OUTPAINT, inpaint_model=True) == 1.0
+    assert request.replace(strength=0.9).strength_for(EditMode.OUTPAINT, inpaint_model=False) == 0.9
+    assert request.strength_for(EditMode.INPAINT, inpaint_model=False) == 1.0

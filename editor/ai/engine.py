@@ -37,6 +37,8 @@ class Engine(Protocol):
 
     def model_label(self, model_id: str) -> str: ...
 
+    def unet_in_channels(self, model_id: str) -> int: ...
+
     def ensure_loaded(self, model_id: str) -> None: ...
 
     def generate(self, model_id: str, request: GenerationRequest, progress: Optional[Progress],
@@ -72,6 +74,7 @@ class TorchEngine:
         self._loader = loader or load_model
         self._pipelines: dict[str, object] = {}
         self._native: dict[str, int] = {}
+        self._in_channels: dict[str, int] = {}
         self._lock = threading.RLock()  # guards the dicts (short holds)
         self._load_lock = threading.Lock()  # one load at a time (long holds)
         self.loads: list[str] = []  # model ids in load order (diagnostics, tests)
@@ -107,6 +110,25 @@ class TorchEngine:
         with self._lock:
             self._native[model_id] = int(value)
         return int(value)
+
+    def unet_in_channels(self, model_id: str) -> int:
+        """4 (ordinary), 9 (inpainting) or 8 (InstructPix2Pix); from the headers when not loaded."""
+        with self._lock:
+            if model_id in self._in_channels:
+                return self._in_channels[model_id]
+            pipeline = self._pipelines.get(model_id)
+        if pipeline is not None:
+            value = int(pipeline.model.unet.config.in_channels)
+        else:
+            from inference.loader import inspect_model
+
+            try:
+                value = int(inspect_model(self._spec(model_id).path)["unet_in_channels"])
+            except Exception:  # noqa: BLE001 - the load on the worker reports the real problem
+                return 4
+        with self._lock:
+            self._in_channels[model_id] = value
+        return value
 
     def loaded(self) -> list[str]:
         with self._lock:
@@ -234,8 +256,10 @@ class FakeEngine:
 
     def __init__(self, *, native_resolution: int = 64, delay: float = 0.0, fail: Optional[BaseException] = None,
                  fail_at_step: int = 0, load_errors: Optional[Mapping[str, BaseException]] = None,
-                 gate: Optional[threading.Event] = None, labels: Optional[Mapping[str, str]] = None):
+                 gate: Optional[threading.Event] = None, labels: Optional[Mapping[str, str]] = None,
+                 in_channels: int = 4):
         self.native = native_resolution
+        self.in_channels = in_channels
         self.delay = delay
         self.fail = fail
         self.fail_at_step = fail_at_step
@@ -251,6 +275,9 @@ class FakeEngine:
 
     def native_resolution(self, model_id: str) -> int:
         return self.native
+
+    def unet_in_channels(self, model_id: str) -> int:
+        return self.in_channels
 
     def model_label(self, model_id: str) -> str:
         return self.labels.get(model_id, f"fake-{model_id}")

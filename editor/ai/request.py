@@ -17,6 +17,7 @@ from typing import Literal, Optional
 import numpy as np
 
 from editor.document.geometry import Rect
+from inference.outpaint import DEFAULT_STRENGTH as OUTPAINT_ENGINE_STRENGTH
 from inference.pipeline import GenerationRequest
 from inference.seams import seam_correct
 
@@ -27,6 +28,10 @@ from .outpaint import Prefill, flatten_for_model, plan_outpaint
 
 SEED_RANGE = 2**32
 DEFAULT_STRENGTH = {EditMode.TXT2IMG: 1.0, EditMode.IMG2IMG: 0.6, EditMode.INPAINT: 1.0, EditMode.OUTPAINT: 1.0}
+# Outpainting with an ordinary (4-channel) model: strength 1 would throw the pre-fill away, so the
+# new area starts from the pre-fill noised to the engine's measured outpainting strength instead.
+# 9-channel inpainting models see the masked image directly and keep 1.0.
+OUTPAINT_STRENGTH_LATENT_BLENDING = OUTPAINT_ENGINE_STRENGTH
 
 # Layer attributes written on Accept. The .ora writer stores layer attributes
 # in the "canvasai" XML namespace, so these appear as canvasai:prompt etc.
@@ -67,10 +72,12 @@ class EditRequest:
     def model_id(self) -> str:
         return self.preview_model if self.quality == "preview" else self.final_model
 
-    def strength_for(self, mode: EditMode) -> float:
+    def strength_for(self, mode: EditMode, inpaint_model: bool = True) -> float:
         if mode == EditMode.TXT2IMG:
             return 1.0
         value = DEFAULT_STRENGTH[mode] if self.strength is None else float(self.strength)
+        if self.strength is None and mode == EditMode.OUTPAINT and not inpaint_model:
+            value = OUTPAINT_STRENGTH_LATENT_BLENDING
         return min(max(value, 0.01), 1.0)
 
     def seeds(self) -> list[int]:
@@ -193,10 +200,11 @@ def _finish_plan(request: EditRequest, mode: EditMode, model_id: str, crop: Rect
 
 
 def build_plan(document, request: EditRequest, native_resolution: int, *,
-               model_id: Optional[str] = None) -> GenerationPlan:
+               model_id: Optional[str] = None, inpaint_model: bool = True) -> GenerationPlan:
     """Read the document (UI thread) and turn ``request`` into engine requests.
 
-    ``native_resolution`` is the model's (``GenerationService.native_resolution``).
+    ``native_resolution`` is the model's (``GenerationService.native_resolution``);
+    ``inpaint_model`` says whether it is a 9-channel inpainting UNet (outpainting's default strength).
     Raises ValueError for a request that cannot run (inpaint without a selection).
     """
     frame = GenerationFrame.from_rect(request.frame).rect
@@ -205,7 +213,7 @@ def build_plan(document, request: EditRequest, native_resolution: int, *,
     canvas_size = (document.width, document.height)
     mode = request.mode or detect_mode_in_document(document, frame).mode
     model_id = model_id or request.model_id
-    strength = request.strength_for(mode)
+    strength = request.strength_for(mode, inpaint_model)
     seeds = request.seeds()
 
     if mode == EditMode.INPAINT:

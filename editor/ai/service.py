@@ -126,7 +126,8 @@ class GenerationService:
 
     def plan(self, document, request: EditRequest, *, model_id: Optional[str] = None) -> GenerationPlan:
         model_id = model_id or request.model_id
-        return build_plan(document, request, self.native_resolution(model_id), model_id=model_id)
+        return build_plan(document, request, self.native_resolution(model_id), model_id=model_id,
+                          inpaint_model=self.engine.unet_in_channels(model_id) == 9)
 
     def submit(self, plan: GenerationPlan, *, previews: Optional[bool] = None) -> Job:
         job = Job(plan, previews=self.previews if previews is None else previews)
