@@ -5,7 +5,7 @@ nearest edge pixel), and the inpaint starts from that pre-fill noised to `streng
 from pure noise. With a 4-channel model, strength 1 throws the pre-fill away and the model must
 find the horizon, the ground and the sky on its own from the latent blending at the seam; below 1
 the broad layout carries over the seam and the model paints the detail. Measured on the house
-model (8 held-out scenes extended 64 px to the right, horizon within 4 px across the seam) in
+model (16 held-out scenes extended 64 px to the right, horizon within 4 px across the seam) in
 `inference.house.evaluate`.
 """
 from __future__ import annotations

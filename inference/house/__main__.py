@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--json", required=True)
     ev.add_argument("--prompts", type=int, default=48)
     ev.add_argument("--threads", type=int, default=None)
+    ev.add_argument("--cases", type=int, default=16, help="inpainting and outpainting cases")
+    ev.add_argument("--outpaint-strength", type=float, default=None, help="default: inference.outpaint's")
     be = sub.add_parser("bench", help="CPU timings of the shipped folders")
     be.add_argument("--models", default="assets/house")
     be.add_argument("--threads", type=int, default=2)
@@ -57,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         result = export_checkpoint(args.ckpt, args.out)
     elif args.command == "evaluate":
         from .evaluate import evaluate
-        result = evaluate(args.models, args.prompts, threads=args.threads)
+        from inference.outpaint import DEFAULT_STRENGTH
+
+        strength = DEFAULT_STRENGTH if args.outpaint_strength is None else args.outpaint_strength
+        result = evaluate(args.models, args.prompts, threads=args.threads, inpaint_cases=args.cases,
+                          outpaint_strength=strength)
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=1)
     else:
