@@ -43,7 +43,7 @@ def extend_canvas(image: np.ndarray, left: int = 0, top: int = 0, right: int = 0
     mask[top:top + image.shape[0], left:left + image.shape[1]] = 0
     if prefill == "telea" and mask.any():
         canvas = cv2.inpaint(canvas, mask, 5, cv2.INPAINT_TELEA)
-        canvas[mask == 0] = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_REPLICATE)[mask == 0]
+        canvas[top:top + image.shape[0], left:left + image.shape[1]] = image  # Telea may touch the border
     return np.ascontiguousarray(canvas), mask
 
 

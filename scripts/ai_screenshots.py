@@ -27,28 +27,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from xvfb_display import ROOT, screenshot_session
+
 SCREEN = (1600, 1000)
 DISPLAY = ":97"
 PROMPT = "a landscape at sunset with mountains, clouds, a lake, pine trees"
-
-
-def start_xvfb() -> subprocess.Popen | None:
-    if os.environ.get("DISPLAY"):
-        return None
-    proc = subprocess.Popen(["Xvfb", DISPLAY, "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sock = Path(f"/tmp/.X11-unix/X{DISPLAY[1:]}")
-    for _ in range(100):
-        if sock.exists():
-            break
-        time.sleep(0.05)
-    os.environ["DISPLAY"] = DISPLAY
-    return proc
 
 
 def tiny_house(tmp: Path) -> Path:
@@ -70,22 +56,11 @@ def tiny_house(tmp: Path) -> Path:
 def main() -> int:
     out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "screenshots"
     out_dir.mkdir(parents=True, exist_ok=True)
-    xvfb = start_xvfb()
-    tmp = Path(tempfile.mkdtemp(prefix="canvasai-ai-shot-"))
-    os.environ["CANVASAI_CONFIG_DIR"] = str(tmp / "config")
-    os.environ["CANVASAI_DATA_DIR"] = str(tmp / "data")
-    os.environ["QT_QPA_PLATFORM"] = "xcb"
-    sys.path.insert(0, str(ROOT))
-    if not (ROOT / "assets" / "house" / "full" / "model_index.json").is_file():
-        print("house model not installed: using a tiny random model", file=sys.stderr)
-        os.environ["CANVASAI_HOUSE_DIR"] = str(tiny_house(tmp))
-    try:
+    with screenshot_session("canvasai-ai-shot-", DISPLAY, SCREEN) as tmp:
+        if not (ROOT / "assets" / "house" / "full" / "model_index.json").is_file():
+            print("house model not installed: using a tiny random model", file=sys.stderr)
+            os.environ["CANVASAI_HOUSE_DIR"] = str(tiny_house(tmp))
         return run_session(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if xvfb is not None:
-            xvfb.terminate()
-            xvfb.wait(timeout=10)
 
 
 def run_session(out_dir: Path) -> int:

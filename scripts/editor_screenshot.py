@@ -15,49 +15,22 @@ Settings and autosaves go to a temporary folder, never the real home.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from xvfb_display import ROOT, screenshot_session
+
 SCREEN = (1600, 1000)
-
-
-def start_xvfb() -> subprocess.Popen | None:
-    if os.environ.get("DISPLAY"):
-        return None
-    display = ":99"
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sock = Path("/tmp/.X11-unix/X99")
-    for _ in range(100):
-        if sock.exists():
-            break
-        time.sleep(0.05)
-    os.environ["DISPLAY"] = display
-    return proc
 
 
 def main() -> int:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "screenshots" / "editor.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    xvfb = start_xvfb()
-    tmp = tempfile.mkdtemp(prefix="canvasai-shot-")
-    os.environ["CANVASAI_CONFIG_DIR"] = os.path.join(tmp, "config")
-    os.environ["CANVASAI_DATA_DIR"] = os.path.join(tmp, "data")
-    os.environ["QT_QPA_PLATFORM"] = "xcb"
-    sys.path.insert(0, str(ROOT))
-    try:
+    with screenshot_session("canvasai-shot-", ":99", SCREEN):
         return run_session(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if xvfb is not None:
-            xvfb.terminate()
-            xvfb.wait(timeout=10)
 
 
 def run_session(out: Path) -> int:

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from xvfb_display import start_xvfb
+
 ROOT = Path(__file__).resolve().parents[1]
 DISPLAY = ":98"
 SCREEN = (1400, 900)  # the editor opens at 1400 × 900; no window manager runs, so it sits at 0,0
@@ -47,20 +49,6 @@ def build() -> float:
     return time.monotonic() - start
 
 
-def start_xvfb() -> subprocess.Popen:
-    sock = Path(f"/tmp/.X11-unix/X{DISPLAY[1:]}")
-    if sock.exists():
-        raise SystemExit(f"display {DISPLAY} is taken ({sock} exists)")
-    proc = subprocess.Popen(["Xvfb", DISPLAY, "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        if sock.exists():
-            return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("Xvfb did not start")
-
-
 def window_ids(env: dict, title: str) -> list[str]:
     out = subprocess.run(["xwininfo", "-root", "-tree"], capture_output=True, text=True, env=env).stdout
     return [line.split()[0] for line in out.splitlines() if title in line and "0x" in line]
@@ -70,7 +58,7 @@ def screenshot_app(bundle: Path, out: Path, tmp: Path) -> dict:
     env = dict(os.environ, DISPLAY=DISPLAY, QT_QPA_PLATFORM="xcb",
                CANVASAI_CONFIG_DIR=str(tmp / "config"), CANVASAI_DATA_DIR=str(tmp / "data"))
     env.pop("CANVASAI_DEVICE", None)
-    xvfb = start_xvfb()
+    xvfb = start_xvfb(DISPLAY, SCREEN)
     app = None
     try:
         start = time.monotonic()

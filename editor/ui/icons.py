@@ -129,7 +129,8 @@ _DRAW: dict[str, Callable[[QPainter, QColor], None]] = {
 }
 
 
-def tool_icon(tool_id: str) -> QIcon:
+def painted_icon(draw: Callable[[QPainter, QColor], None]) -> QIcon:
+    """A SIZE-px icon (1× and 2× pixmaps) painted by ``draw`` in the palette's text colour."""
     color = QGuiApplication.palette().color(QPalette.ColorRole.WindowText)
     icon = QIcon()
     for scale in (1, 2):
@@ -138,7 +139,11 @@ def tool_icon(tool_id: str) -> QIcon:
         pm.fill(Qt.GlobalColor.transparent)
         p = QPainter(pm)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        _DRAW.get(tool_id, _rect)(p, color)
+        draw(p, color)
         p.end()
         icon.addPixmap(pm)
     return icon
+
+
+def tool_icon(tool_id: str) -> QIcon:
+    return painted_icon(_DRAW.get(tool_id, _rect))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QGuiApplication, QIcon, QPainter, QPalette, QPen, QPixmap, QPolygonF
+from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPolygonF
 
-SIZE = 24
+from editor.ui.icons import painted_icon
 
 
-def _draw(p: QPainter) -> None:
-    colour = QGuiApplication.palette().color(QPalette.ColorRole.WindowText)
+def _draw(p: QPainter, colour: QColor) -> None:
     pen = QPen(colour, 1.6)
     pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
     p.setPen(pen)
@@ -28,14 +27,4 @@ def _draw(p: QPainter) -> None:
 
 
 def frame_icon() -> QIcon:
-    icon = QIcon()
-    for scale in (1, 2):
-        pm = QPixmap(SIZE * scale, SIZE * scale)
-        pm.setDevicePixelRatio(scale)
-        pm.fill(Qt.GlobalColor.transparent)
-        p = QPainter(pm)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        _draw(p)
-        p.end()
-        icon.addPixmap(pm)
-    return icon
+    return painted_icon(_draw)
