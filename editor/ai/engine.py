@@ -73,8 +73,7 @@ class TorchEngine:
         self.device = device
         self._loader = loader or load_model
         self._pipelines: dict[str, object] = {}
-        self._native: dict[str, int] = {}
-        self._in_channels: dict[str, int] = {}
+        self._architectures: dict[str, tuple] = {}  # model id -> (family, UNet input channels)
         self._lock = threading.RLock()  # guards the dicts (short holds)
         self._load_lock = threading.Lock()  # one load at a time (long holds)
         self.loads: list[str] = []  # model ids in load order (diagnostics, tests)
@@ -89,46 +88,39 @@ class TorchEngine:
         spec = self._spec(model_id)
         return spec.label or Path(spec.path).name
 
-    def native_resolution(self, model_id: str) -> int:
-        spec = self._spec(model_id)
-        if spec.native_resolution:
-            return int(spec.native_resolution)
+    def _architecture(self, model_id: str):
+        """(family, UNet input channels) from the loaded model, else from the file headers (no
+        weights, no load lock); read once per model, None when the headers cannot be read."""
         with self._lock:
-            if model_id in self._native:
-                return self._native[model_id]
+            if model_id in self._architectures:
+                return self._architectures[model_id]
             pipeline = self._pipelines.get(model_id)
         if pipeline is not None:
-            value = pipeline.model.family.native_resolution
-        else:  # read the architecture from the headers only (no weights, no load lock)
+            value = (pipeline.model.family, int(pipeline.model.unet.config.in_channels))
+        else:
             from inference.loader import inspect_model
             from inference.registry import family_by_name
 
             try:
-                value = family_by_name(inspect_model(spec.path)["family"]).native_resolution
+                report = inspect_model(self._spec(model_id).path)
+                value = (family_by_name(report["family"]), int(report["unet_in_channels"]))
             except Exception:  # noqa: BLE001 - the load on the worker reports the real problem
-                return FALLBACK_NATIVE
+                return None
         with self._lock:
-            self._native[model_id] = int(value)
-        return int(value)
+            self._architectures[model_id] = value
+        return value
+
+    def native_resolution(self, model_id: str) -> int:
+        spec = self._spec(model_id)
+        if spec.native_resolution:
+            return int(spec.native_resolution)
+        architecture = self._architecture(model_id)
+        return int(architecture[0].native_resolution) if architecture else FALLBACK_NATIVE
 
     def unet_in_channels(self, model_id: str) -> int:
-        """4 (ordinary), 9 (inpainting) or 8 (InstructPix2Pix); from the headers when not loaded."""
-        with self._lock:
-            if model_id in self._in_channels:
-                return self._in_channels[model_id]
-            pipeline = self._pipelines.get(model_id)
-        if pipeline is not None:
-            value = int(pipeline.model.unet.config.in_channels)
-        else:
-            from inference.loader import inspect_model
-
-            try:
-                value = int(inspect_model(self._spec(model_id).path)["unet_in_channels"])
-            except Exception:  # noqa: BLE001 - the load on the worker reports the real problem
-                return 4
-        with self._lock:
-            self._in_channels[model_id] = value
-        return value
+        """4 (ordinary), 9 (inpainting) or 8 (InstructPix2Pix); 4 when the headers cannot be read."""
+        architecture = self._architecture(model_id)
+        return architecture[1] if architecture else 4
 
     def loaded(self) -> list[str]:
         with self._lock:
