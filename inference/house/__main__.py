@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--scenes", type=int, default=3000, help="training scenes encoded for the UNet stage")
     tr.add_argument("--init", default=None, help="warm start from a house folder (e.g. assets/house)")
     tr.add_argument("--shares", default=None, help="stage shares of --minutes, e.g. vae=0.3,unet=0.45,distill=0.25")
+    tr.add_argument("--pairs", type=int, default=600, help="teacher trajectories for the preview distillation")
+    tr.add_argument("--part-weighted", action="store_true",
+                    help="weight the UNet loss by scene parts (objects, trees, sun/moon), as the VAE's")
     ex = sub.add_parser("export", help="write diffusers folders full/ and preview/ from a training dir")
     ex.add_argument("--ckpt", required=True)
     ex.add_argument("--out", default="assets/house")
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         from .train import run
         result = run(args.out, args.minutes, args.device, args.save_every, args.seed, args.threads, args.scenes,
-                     args.init, shares=_shares(args.shares))
+                     args.init, shares=_shares(args.shares), part_weighted=args.part_weighted,
+                     pairs=args.pairs)
     elif args.command == "export":
         from .export import export_checkpoint
         result = export_checkpoint(args.ckpt, args.out)

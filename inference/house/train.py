@@ -15,6 +15,11 @@ SD's ft-MSE decoder; the latent scale is kept from the folder. The UNet and text
 from `full/`, the preview student from `preview/`. Learning rates decay on a cosine over each
 stage's time budget, so a run ends on small steps whatever its length.
 
+Part weighting (`--part-weighted`): the UNet's loss per latent cell is scaled by the same part
+weights as the VAE's (objects, trees, sun/moon/stars), averaged over the cell's 8×8 pixels and
+cached with the latents. Sky and ground fill ~90 % of a scene; under a plain mean they decide the
+gradient, and the small parts the captions name come out as colourless blobs.
+
 Preview distillation ("ODE-pair distillation", Luhman & Luhman 2021, extended to every img2img
 start): the EMA teacher with CFG draws trajectories with 12 trailing Euler steps, whose grid
 contains every timestep a one-step img2img can start from (999, 749, 666, 499, 332, 249). Each
@@ -126,6 +131,14 @@ def scene_batch(first_seed: int, count: int, size: int = configs.RESOLUTION,
 PART_WEIGHTS = {"object": 6.0, "vegetation": 2.0, "sky_feature": 3.0}
 
 
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error; with `weights` (N,1,H,W), a weighted mean normalised by the batch's mean
+    weight, so the loss keeps the plain MSE's scale and learning rate."""
+    if weights is None:
+        return F.mse_loss(pred, target)
+    return ((pred - target) ** 2 * weights).mean() / weights.mean()
+
+
 def cosine_lr(base: float, progress: float, warmup: float, step: int, floor: float = 0.1) -> float:
     """Linear warm-up over `warmup` steps, then cosine decay to `floor`·base at the end of the budget."""
     decay = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
@@ -230,18 +243,21 @@ def latent_cache(out: Path, vae: AutoencoderKL, device: torch.device, count: int
     path = out / "latents.pt"
     vae_step = load(out / "vae.pt")["step"]
     cached = load(path)
-    if cached and cached["vae_step"] == vae_step and cached["mean"].shape[0] == count:
+    if cached and cached["vae_step"] == vae_step and cached["mean"].shape[0] == count and "weights" in cached:
         return cached
-    means, stds, attrs = [], [], []
+    means, stds, attrs, weights = [], [], [], []
     for first in tqdm(range(0, count, 50), desc="encode"):
-        x, a = scene_batch(seed * 10**8 + 5 * 10**7 + first, min(50, count - first))
+        x, a, w = scene_batch(seed * 10**8 + 5 * 10**7 + first, min(50, count - first), with_weights=True)
         m, s = vae.encode_moments(x.to(device))
         means.append(m.cpu())
         stds.append(s.cpu())
+        # The part weights at latent resolution (each latent cell = the mean over its 8×8 pixels).
+        weights.append(F.avg_pool2d(w, 8))
         attrs += a
     mean, std = torch.cat(means), torch.cat(stds)
     scaling = float(1.0 / mean.std()) if scaling is None else scaling
-    cached = {"mean": mean, "std": std, "attrs": attrs, "scaling": scaling, "vae_step": vae_step}
+    cached = {"mean": mean, "std": std, "attrs": attrs, "scaling": scaling, "vae_step": vae_step,
+              "weights": torch.cat(weights)}
     save(path, **cached)
     return cached
 
@@ -258,15 +274,26 @@ def _tokenize_check() -> None:
     assert tokenize(tok, "a").shape == (1, 77)
 
 
-def latent_batch(cache: dict, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def latent_batch(cache: dict, idx: torch.Tensor, g: torch.Generator,
+                 with_weights: bool = False):
+    """Scaled posterior samples of cached scenes, half of them mirrored; with `with_weights`, also
+    their latent-resolution part weights (mirrored alike)."""
     z = cache["mean"][idx] + cache["std"][idx] * torch.randn(cache["std"][idx].shape, generator=g)
     flip = torch.rand(len(idx), generator=g) < 0.5
     z[flip] = z[flip].flip(-1)
-    return z * cache["scaling"]
+    if not with_weights:
+        return z * cache["scaling"]
+    w = cache["weights"][idx].clone()
+    w[flip] = w[flip].flip(-1)
+    return z * cache["scaling"], w
 
 
 def train_unet(out: Path, state: RunState, budget: float, device: torch.device, save_every: float,
-               seed: int, cache: dict, batch: int = 32, init: dict | None = None) -> tuple[UNetModel, CLIPTextModel]:
+               seed: int, cache: dict, batch: int = 32, init: dict | None = None,
+               part_weighted: bool = False) -> tuple[UNetModel, CLIPTextModel]:
+    """Noise-prediction (v) training. With `part_weighted`, the loss of each latent cell is scaled by
+    the part weights of its pixels (objects, trees, sun/moon): a plain mean lets the sky and ground,
+    ~90 % of every scene, decide the gradient, and the small parts the captions name stay blobs."""
     tok = CLIPTokenizer.default(pad_token_id=configs.PAD_TOKEN_ID)
     torch.manual_seed(seed)
     unet, text = UNetModel(configs.UNET).to(device), CLIPTextModel(configs.TEXT).to(device)
@@ -300,7 +327,8 @@ def train_unet(out: Path, state: RunState, budget: float, device: torch.device, 
         g = torch.Generator().manual_seed(seed * 1000003 + step)
         rng = np.random.default_rng([seed, step])
         idx = torch.randint(0, n, (batch,), generator=g)
-        x0 = latent_batch(cache, idx, g).to(device)
+        x0, w = latent_batch(cache, idx, g, with_weights=True)
+        x0, w = x0.to(device), w.to(device)
         prompts = [caption(cache["attrs"][int(i)], rng) if rng.random() > 0.1 else "" for i in idx]
         t = torch.randint(0, 1000, (batch,), generator=g).to(device)
         noise = torch.randn(x0.shape, generator=g).to(device)
@@ -309,7 +337,7 @@ def train_unet(out: Path, state: RunState, budget: float, device: torch.device, 
         target = a * noise - s * x0
         context = encode_text(text, tok, prompts, device)
         pred = unet(x_t, t.float(), context)
-        loss = F.mse_loss(pred.float(), target)
+        loss = weighted_mse(pred.float(), target, w if part_weighted else None)
         lr = cosine_lr(5e-4, timer.now() / budget, 200, step) if init is not None else 5e-4 * min(1.0, (step + 1) / 200)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -448,7 +476,7 @@ def distill(out: Path, state: RunState, budget: float, device: torch.device, sav
 # ----------------------------------------------------------------------------- driver
 def run(out: str | Path, minutes: float = 45.0, device: str = "cpu", save_every_min: float = 3.0,
         seed: int = 0, threads: int | None = None, scenes: int = 3000, init: str | Path | None = None,
-        pairs: int = 600, shares: dict[str, float] | None = None) -> dict:
+        pairs: int = 600, shares: dict[str, float] | None = None, part_weighted: bool = False) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if threads:
@@ -464,7 +492,8 @@ def run(out: str | Path, minutes: float = 45.0, device: str = "cpu", save_every_
         state.update("vae", state.elapsed("vae"), state.data["steps"].get("vae", 0), init=str(init))
     vae = train_vae(out, state, budget["vae"], dev, save_every, seed, warm)
     cache = latent_cache(out, vae, dev, scenes, seed, warm["scaling"] if warm else None)
-    unet, text = train_unet(out, state, budget["unet"], dev, save_every, seed, cache, init=warm)
+    unet, text = train_unet(out, state, budget["unet"], dev, save_every, seed, cache, init=warm,
+                            part_weighted=part_weighted)
     distill(out, state, budget["distill"], dev, save_every, seed, cache, unet, text, pair_count=pairs, init=warm)
     state.update("distill", state.elapsed("distill"), state.data["steps"].get("distill", 0),
                  scaling=cache["scaling"])
