@@ -7,6 +7,12 @@ find the horizon, the ground and the sky on its own from the latent blending at 
 the broad layout carries over the seam and the model paints the detail. Measured on the house
 model (16 held-out scenes extended 64 px to the right, horizon within 4 px across the seam) in
 `inference.house.evaluate`.
+
+Soft seam (`seam_change_map`, on by default): the new pixels next to the image may change only in
+the last 40 % of the steps, rising to all steps 32 px out. On the same 16 house cases it lowers the
+seam energy across the outpaint seam from 0.61 to 0.50 (÷ the scene's own mean gradient) and removes
+the blobs the model otherwise starts at the seam; the horizon-continuity figure stays at 0.50 (its
+misses are soft ground lines the pixel rule reads a few rows off, at every setting tried).
 """
 from __future__ import annotations
 
@@ -24,6 +30,25 @@ Prefill = Literal["edge", "telea", "mirror"]
 
 # Noise level the pre-filled area starts from (see the module docstring); 1.0 ignores the pre-fill.
 DEFAULT_STRENGTH = 0.75
+# Soft seam (see `seam_change_map`): the new pixels at the seam may change for this share of the
+# steps, rising linearly to 1 at RAMP_PX from the kept image. None turns it off.
+SEAM_CHANGE = 0.4
+RAMP_PX = 32
+
+
+def seam_change_map(mask: np.ndarray, ramp_px: int = RAMP_PX, at_seam: float = SEAM_CHANGE) -> np.ndarray:
+    """Change map (float32, `GenerationRequest.change_map`) for an outpaint mask: 0 on the kept pixels,
+    `at_seam` on the new pixels touching them, rising linearly to 1 at `ramp_px` away. The pre-fill
+    continues the image's edges across the seam; holding the new pixels near it on the pre-fill's
+    noise trajectory for the early steps, where the layout is decided, keeps the horizon and the
+    ground line where the image leaves them, and the late steps still paint their detail."""
+    if ramp_px < 1 or not 0.0 <= at_seam <= 1.0:
+        raise InvalidRequestError(f"seam ramp {ramp_px!r} px must be ≥ 1 and seam change {at_seam!r} in [0, 1]")
+    new = (mask >= 128).astype(np.uint8)
+    # Distance of every new pixel to the nearest kept one (1 for the pixels touching the seam).
+    distance = cv2.distanceTransform(new, cv2.DIST_L2, 5)
+    ramp = at_seam + (1.0 - at_seam) * np.clip((distance - 1.0) / ramp_px, 0.0, 1.0)
+    return np.where(new > 0, ramp, 0.0).astype(np.float32)
 
 
 def extend_canvas(image: np.ndarray, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0,
@@ -49,11 +74,15 @@ def extend_canvas(image: np.ndarray, left: int = 0, top: int = 0, right: int = 0
 
 def outpaint_request(request: GenerationRequest, image: np.ndarray, left: int = 0, top: int = 0, right: int = 0,
                      bottom: int = 0, prefill: Prefill = "edge",
-                     strength: float = DEFAULT_STRENGTH) -> GenerationRequest:
+                     strength: float = DEFAULT_STRENGTH,
+                     seam_change: float | None = SEAM_CHANGE, ramp_px: int = RAMP_PX) -> GenerationRequest:
     """The inpaint request that extends `image` by the given margins (the result's size is the image's
-    plus the margins, which must come out as multiples of 8)."""
+    plus the margins, which must come out as multiples of 8); with `seam_change`, a soft seam
+    (`seam_change_map`)."""
     canvas, mask = extend_canvas(image, left, top, right, bottom, prefill)
     height, width = mask.shape
     if width % 8 or height % 8:
         raise InvalidRequestError(f"the extended image is {width}x{height}; both sides must be multiples of 8")
-    return replace(request, width=width, height=height, init_image=canvas, mask=mask, strength=strength)
+    change = None if seam_change is None or not mask.any() else seam_change_map(mask, ramp_px, seam_change)
+    return replace(request, width=width, height=height, init_image=canvas, mask=mask, strength=strength,
+                   change_map=change)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 
@@ -40,6 +41,11 @@ class GenerationRequest:
     mask: np.ndarray | None = None  # uint8 (H, W); white = repaint
     paste_back: bool = True  # inpainting: keep pixels outside the mask bit-identical
     paste_feather: int = 8
+    # Inpainting: per-pixel share of the sampling steps in which a masked pixel may change (float (H, W)
+    # in [0, 1]; 1 = from the first step, as without a map; 0.3 = held on the init image's noise
+    # trajectory for the first 70 % of the steps, then free). Differential-diffusion-style soft
+    # inpainting: a ramp away from the kept border carries the layout over the seam.
+    change_map: np.ndarray | None = None
     image_guidance: float = 1.5  # InstructPix2Pix: how closely to follow the input image
 
     def mode(self, unet_in_channels: int = 4) -> str:
@@ -84,6 +90,16 @@ def validate_request(request: GenerationRequest) -> None:
         if mask.shape[:2] != (request.height, request.width):
             raise InvalidRequestError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
                                       f"{request.width}x{request.height}")
+    if request.change_map is not None:
+        if request.mask is None:
+            raise InvalidRequestError("a change map needs a mask and an init image to inpaint")
+        change = np.asarray(request.change_map)
+        if change.shape != (request.height, request.width):
+            raise InvalidRequestError(f"change map has shape {change.shape} but the image is "
+                                      f"{request.width}x{request.height}")
+        if not np.issubdtype(change.dtype, np.floating) or not np.isfinite(change).all() \
+                or change.min() < 0 or change.max() > 1:
+            raise InvalidRequestError("change map must be finite floats between 0 and 1")
     if not (0 <= request.seed < 2**64):
         raise InvalidRequestError(f"seed {request.seed!r} must be between 0 and 2^64-1")
 
@@ -173,7 +189,7 @@ class Pipeline:
         latent_shape = (1, model.latent_channels, request.height // 8, request.width // 8)
         unet_in = model.unet.config.in_channels
         extra_channels = None
-        image_latents = mask_latent = None
+        image_latents = mask_latent = change_latent = None
         original = None
 
         def draw_noise() -> torch.Tensor:
@@ -198,7 +214,7 @@ class Pipeline:
                 mask_array = as_mask_array(request.mask)
                 mask = mask_to_tensor(mask_array, device, torch.float32)
                 full_strength = strength >= 1.0
-                if unet_in == 4 or not full_strength:
+                if unet_in == 4 or not full_strength or request.change_map is not None:
                     image_latents = _posterior_sample(model, image, generator)
                 noise = draw_noise()
                 x = schedule.initial_latents(noise) if full_strength else schedule.noised_latents(image_latents, noise)
@@ -207,6 +223,8 @@ class Pipeline:
                 mask_latent = torch.nn.functional.interpolate(mask, size=latent_shape[2:])  # nearest, as diffusers
                 if unet_in == 9:
                     extra_channels = torch.cat([mask_latent, masked_latents], dim=1)
+                if request.change_map is not None:
+                    change_latent = _latent_change_map(request.change_map, latent_shape[2:], device) * mask_latent
 
         if mode == "instruct":
             unet_fn = self._instruct_unet_fn(cond, request.guidance, request.image_guidance, extra_channels)
@@ -217,13 +235,18 @@ class Pipeline:
 
         def on_step(i: int, x_new: torch.Tensor, denoised: torch.Tensor):
             replacement = None
-            if mode == "inpaint" and unet_in == 4:
+            if mode == "inpaint" and (unet_in == 4 or change_latent is not None):
                 # Latent blending: keep the known region on the sampler's noise trajectory.
                 if i + 1 < total:
                     known = schedule.noised_latents(image_latents, noise, i + 1)
                 else:
                     known = schedule.from_diffusers(image_latents, total)
-                replacement = (1 - mask_latent) * known + mask_latent * x_new
+                free = mask_latent
+                if change_latent is not None:
+                    # A cell that may change for the last share c of the steps is free once
+                    # fewer than c·total steps are left.
+                    free = (change_latent > 1 - (i + 1) / total).to(x_new.dtype)
+                replacement = (1 - free) * known + free * x_new
             if progress is not None:
                 progress(i + 1, total, denoised)
             return replacement
@@ -236,6 +259,12 @@ class Pipeline:
             rgb = soft_paste_back(rgb, original, as_mask_array(request.mask), request.paste_feather)
         info = {"mode": mode, "steps_run": total}
         return GenerationResult(rgb, request.seed, latents if return_latents else None, info)
+
+
+def _latent_change_map(change_map: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """The change map at latent resolution: each cell takes the mean of its 8×8 pixels."""
+    small = cv2.resize(np.asarray(change_map, np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(small)[None, None].to(device)
 
 
 def _ip2p_image_latents(model: DiffusionModel, image: torch.Tensor) -> torch.Tensor:

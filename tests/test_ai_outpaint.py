@@ -120,3 +120,22 @@ def test_outpaint_default_strength_follows_the_model_kind():
     assert request.strength_for(EditMode.OUTPAINT, inpaint_model=True) == 1.0
     assert request.replace(strength=0.9).strength_for(EditMode.OUTPAINT, inpaint_model=False) == 0.9
     assert request.strength_for(EditMode.INPAINT, inpaint_model=False) == 1.0
+
+
+def test_outpaint_with_an_ordinary_model_gets_the_soft_seam():
+    """4-channel models: the engine holds the new pixels near the seam on the pre-fill's trajectory;
+    9-channel inpainting models see the masked image and get a plain mask."""
+    doc = Document(64, 48)
+    pixels = np.zeros((48, 64, 4), np.uint8)
+    pixels[..., :3] = (30, 140, 60)
+    pixels[..., 3] = 255
+    doc.add_layer_from_image(pixels, name="photo")
+    request = EditRequest(frame=Rect(32, -16, 64, 64), prompt="meadow")
+    ordinary = build_plan(doc, request, 64, inpaint_model=False).engine_requests[0]
+    inpainting = build_plan(doc, request, 64, inpaint_model=True).engine_requests[0]
+    assert inpainting.change_map is None
+    change, mask = ordinary.change_map, ordinary.mask
+    assert change.shape == mask.shape
+    assert (change[mask < 128] == 0).all()  # kept pixels never change
+    new = change[mask >= 128]
+    assert 0.3 < new.min() < 0.5 and new.max() == 1.0  # from the seam value up to free

@@ -18,6 +18,7 @@ import numpy as np
 
 from editor.document.geometry import Rect
 from inference.outpaint import DEFAULT_STRENGTH as OUTPAINT_ENGINE_STRENGTH
+from inference.outpaint import seam_change_map
 from inference.pipeline import GenerationRequest
 from inference.seams import seam_correct
 
@@ -164,7 +165,8 @@ def steps_for(steps: int, strength: float, has_init: bool) -> int:
 
 
 def _engine_requests(request: EditRequest, seeds: list[int], rmap: ResolutionMap, init: Optional[np.ndarray],
-                     mask: Optional[np.ndarray], strength: float) -> list[GenerationRequest]:
+                     mask: Optional[np.ndarray], strength: float,
+                     change_map: Optional[np.ndarray] = None) -> list[GenerationRequest]:
     steps = steps_for(request.steps, strength, init is not None)
     return [
         GenerationRequest(
@@ -172,6 +174,7 @@ def _engine_requests(request: EditRequest, seeds: list[int], rmap: ResolutionMap
             sampler=request.sampler, timestep_spacing=request.timestep_spacing, guidance=float(request.guidance),
             width=rmap.model_width, height=rmap.model_height, init_image=init, strength=strength, mask=mask,
             paste_back=False,  # we compose ourselves (colour match, blend band, alpha)
+            change_map=change_map,
         )
         for seed in seeds
     ]
@@ -180,13 +183,16 @@ def _engine_requests(request: EditRequest, seeds: list[int], rmap: ResolutionMap
 def _finish_plan(request: EditRequest, mode: EditMode, model_id: str, crop: Rect, canvas_size: tuple[int, int],
                  original: np.ndarray, source: Optional[np.ndarray], denoise: Optional[np.ndarray],
                  weights: Optional[np.ndarray], ring: Optional[np.ndarray], native: int, strength: float,
-                 seeds: list[int], refined: bool = False) -> GenerationPlan:
+                 seeds: list[int], refined: bool = False, soft_seam: bool = False) -> GenerationPlan:
     rmap = ResolutionMap.for_size(crop.w, crop.h, native, request.fit)
     init = rmap.to_model(source) if source is not None else None
     mask = model_mask(denoise, rmap) if denoise is not None else None
     if init is not None and mask is not None and not mask.any():
         mask = None  # nothing to repaint at this scale: plain img2img keeps the request valid
-    engine_requests = _engine_requests(request, seeds, rmap, init, mask, strength)
+    # Outpainting with latent blending: the new pixels near the seam stay on the pre-fill's
+    # trajectory for the early steps (inference.outpaint.seam_change_map), so the horizon carries over.
+    change_map = seam_change_map(mask) if soft_seam and mask is not None else None
+    engine_requests = _engine_requests(request, seeds, rmap, init, mask, strength, change_map)
     key = _hash_inputs(
         mode.value, model_id, crop, rmap, strength, seeds, refined, request.prompt, request.negative_prompt,
         request.steps, request.guidance, request.sampler, request.timestep_spacing, request.inpaint,
@@ -241,7 +247,7 @@ def build_plan(document, request: EditRequest, native_resolution: int, *,
                              ring_width=request.inpaint.ring_width)
     ring = outpaint.ring if request.inpaint.colour_match else None
     return _finish_plan(request, mode, model_id, crop, canvas_size, original, source, outpaint.denoise,
-                        outpaint.weights, ring, native_resolution, strength, seeds)
+                        outpaint.weights, ring, native_resolution, strength, seeds, soft_seam=not inpaint_model)
 
 
 def refine_plan(plan: GenerationPlan, preview: GeneratedImage, native_resolution: int, *, model_id: str,

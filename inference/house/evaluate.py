@@ -10,7 +10,8 @@
   itself is reported as the floor: a band that crosses the scene's own edges cannot score below it;
 * outpainting — a 128² scene extended to 192×128 with the engine's recipe (`inference.outpaint`:
   edge-stretch pre-fill, strength `OUTPAINT_STRENGTH`): horizon row in the 32 px left vs right of the
-  seam, success when they differ ≤ 4 px.
+  seam, success when they differ ≤ 4 px; and the seam energy of the same 3-px band along the seam
+  (÷ the untouched scene's mean |grad|).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch
 
 from inference.loader import load_model
 from inference.outpaint import DEFAULT_STRENGTH as OUTPAINT_STRENGTH
-from inference.outpaint import outpaint_request
+from inference.outpaint import RAMP_PX, SEAM_CHANGE, outpaint_request
 from inference.pipeline import GenerationRequest, Pipeline
 
 from . import configs
@@ -95,7 +96,7 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         for store, img in ((hits_full, img_full), (hits_prev, img_prev), (ceiling, truth_img)):
             for group, ok in adherence(attrs, read_attributes(img)).items():
                 store.setdefault(group, []).append(ok)
-    seams, floors, identical, continuity, hz_diffs = [], [], [], [], []
+    seams, floors, identical, continuity, hz_diffs, out_seams = [], [], [], [], [], []
     for j, (attrs, prompt) in enumerate(cases[:inpaint_cases]):
         seed = 5000 + j
         scene, truth = render_scene(attrs, size, size, seed)
@@ -111,6 +112,9 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         # Outpainting: extend to the right by 64 px.
         base = GenerationRequest(prompt, seed=seed, steps=configs.FULL_STEPS, guidance=configs.FULL_GUIDANCE)
         out = full.generate(outpaint_request(base, scene, right=64, strength=outpaint_strength)).image
+        new_area = np.zeros(out.shape[:2], np.uint8)
+        new_area[:, size:] = 255
+        out_seams.append(seam_energy(out, scene, new_area))
         time_of_day = read_time(out)
         left = horizon_row(out[:, size - 32:size], time_of_day)
         right = horizon_row(out[:, size:size + 32], time_of_day)
@@ -129,7 +133,9 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         "inpaint_outside_identical": all(identical),
         "outpaint_horizon_continuity": _mean(continuity),
         "outpaint_horizon_diff_px": [int(d) for d in hz_diffs],
+        "outpaint_seam_energy_mean": _mean(out_seams),
         "inpainting_method": "latent blending (4-channel UNet) + seam-corrected feathered paste-back",
-        "outpainting_method": f"edge-stretch pre-fill, strength {outpaint_strength}",
+        "outpainting_method": f"edge-stretch pre-fill, strength {outpaint_strength}, soft seam "
+                              f"(change {SEAM_CHANGE} at the seam, ramp {RAMP_PX} px)",
         "seconds": round(time.time() - start, 1),
     }
