@@ -31,7 +31,8 @@ Prefill = Literal["edge", "telea", "mirror"]
 # Noise level the pre-filled area starts from (see the module docstring); 1.0 ignores the pre-fill.
 DEFAULT_STRENGTH = 0.75
 # Soft seam (see `seam_change_map`): the new pixels at the seam may change for this share of the
-# steps, rising linearly to 1 at RAMP_PX from the kept image. None turns it off.
+# steps, rising linearly to 1 at RAMP_PX from the kept image (`outpaint_request(seam_change=None)`
+# turns it off).
 SEAM_CHANGE = 0.4
 RAMP_PX = 32
 

@@ -111,10 +111,9 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         identical.append(bool((out[mask < 128] == scene[mask < 128]).all()))
         # Outpainting: extend to the right by 64 px.
         base = GenerationRequest(prompt, seed=seed, steps=configs.FULL_STEPS, guidance=configs.FULL_GUIDANCE)
-        out = full.generate(outpaint_request(base, scene, right=64, strength=outpaint_strength)).image
-        new_area = np.zeros(out.shape[:2], np.uint8)
-        new_area[:, size:] = 255
-        out_seams.append(seam_energy(out, scene, new_area))
+        extend = outpaint_request(base, scene, right=64, strength=outpaint_strength)
+        out = full.generate(extend).image
+        out_seams.append(seam_energy(out, scene, extend.mask))
         time_of_day = read_time(out)
         left = horizon_row(out[:, size - 32:size], time_of_day)
         right = horizon_row(out[:, size:size + 32], time_of_day)

@@ -327,8 +327,9 @@ def train_unet(out: Path, state: RunState, budget: float, device: torch.device, 
         g = torch.Generator().manual_seed(seed * 1000003 + step)
         rng = np.random.default_rng([seed, step])
         idx = torch.randint(0, n, (batch,), generator=g)
-        x0, w = latent_batch(cache, idx, g, with_weights=True)
-        x0, w = x0.to(device), w.to(device)
+        # The weights draw nothing from `g`: both branches see the same latents and noise.
+        x0, w = latent_batch(cache, idx, g, with_weights=True) if part_weighted else (latent_batch(cache, idx, g), None)
+        x0, w = x0.to(device), (None if w is None else w.to(device))
         prompts = [caption(cache["attrs"][int(i)], rng) if rng.random() > 0.1 else "" for i in idx]
         t = torch.randint(0, 1000, (batch,), generator=g).to(device)
         noise = torch.randn(x0.shape, generator=g).to(device)
@@ -337,7 +338,7 @@ def train_unet(out: Path, state: RunState, budget: float, device: torch.device, 
         target = a * noise - s * x0
         context = encode_text(text, tok, prompts, device)
         pred = unet(x_t, t.float(), context)
-        loss = weighted_mse(pred.float(), target, w if part_weighted else None)
+        loss = weighted_mse(pred.float(), target, w)
         lr = cosine_lr(5e-4, timer.now() / budget, 200, step) if init is not None else 5e-4 * min(1.0, (step + 1) / 200)
         for group in opt.param_groups:
             group["lr"] = lr
