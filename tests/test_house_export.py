@@ -98,6 +98,7 @@ def test_evaluate_and_bench_run(folders):
 
     result = evaluate(folders[0].parent, prompts=1, inpaint_cases=1)
     assert result["inpaint_outside_identical"] is True
+    assert 0.0 <= result["outpaint_horizon_continuity_of_the_prefill"] <= 1.0
     assert 0.0 <= result["adherence_full"]["mean"] <= 1.0
     assert set(result["adherence_one_step"]) >= {"time", "sky", "terrain", "water", "vegetation", "object"}
 

@@ -96,7 +96,7 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         for store, img in ((hits_full, img_full), (hits_prev, img_prev), (ceiling, truth_img)):
             for group, ok in adherence(attrs, read_attributes(img)).items():
                 store.setdefault(group, []).append(ok)
-    seams, floors, identical, continuity, hz_diffs, out_seams = [], [], [], [], [], []
+    seams, floors, identical, continuity, hz_diffs, out_seams, prefill_continuity = [], [], [], [], [], [], []
     for j, (attrs, prompt) in enumerate(cases[:inpaint_cases]):
         seed = 5000 + j
         scene, truth = render_scene(attrs, size, size, seed)
@@ -119,6 +119,13 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         right = horizon_row(out[:, size:size + 32], time_of_day)
         hz_diffs.append(abs(left - right))
         continuity.append(abs(left - right) <= 4)
+        # Control: the same rule on the untouched pre-fill (what the model starts from). An edge
+        # stretch turns every edge of column 127 into a full-width line, so the rule may read the
+        # terrain's top instead of the ground line there: this is how far the rule itself lets a
+        # plain copy of the border score.
+        prefill = extend.init_image
+        prefill_continuity.append(abs(horizon_row(prefill[:, size - 32:size], time_of_day)
+                                      - horizon_row(prefill[:, size:size + 32], time_of_day)) <= 4)
     summarise = lambda d: {g: _mean(v) for g, v in d.items()}  # noqa: E731
     full_adh, prev_adh = summarise(hits_full), summarise(hits_prev)
     return {
@@ -132,6 +139,7 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         "inpaint_outside_identical": all(identical),
         "outpaint_horizon_continuity": _mean(continuity),
         "outpaint_horizon_diff_px": [int(d) for d in hz_diffs],
+        "outpaint_horizon_continuity_of_the_prefill": _mean(prefill_continuity),
         "outpaint_seam_energy_mean": _mean(out_seams),
         "inpainting_method": "latent blending (4-channel UNet) + seam-corrected feathered paste-back",
         "outpainting_method": f"edge-stretch pre-fill, strength {outpaint_strength}, soft seam "
