@@ -30,7 +30,7 @@ _SCHEDULE = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_
 FULL_SCHEDULER = {"_class_name": "EulerDiscreteScheduler", **_SCHEDULE}
 PREVIEW_SCHEDULER = {"_class_name": "EulerDiscreteScheduler", **_SCHEDULE}
 
-FULL_STEPS, FULL_GUIDANCE = 20, 4.0
+FULL_STEPS, FULL_GUIDANCE = 20, 3.0
 PREVIEW_STEPS, PREVIEW_GUIDANCE = 1, 0.0
 
 
