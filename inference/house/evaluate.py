@@ -64,6 +64,11 @@ def seam_energy(result: np.ndarray, original: np.ndarray, mask: np.ndarray) -> f
     return float(grad_mag(result)[seam_band(mask)].mean() / max(grad_mag(original).mean(), 1e-6))
 
 
+def horizon_step_at(img: np.ndarray, x: int, time: str) -> int:
+    """How many rows the horizon rule's reading jumps between the 32-px strips either side of column x."""
+    return abs(horizon_row(img[:, x - 32:x], time) - horizon_row(img[:, x:x + 32], time))
+
+
 def _mean(values) -> float:
     return round(float(np.mean(values)), 4) if len(values) else float("nan")
 
@@ -115,17 +120,14 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         out = full.generate(extend).image
         out_seams.append(seam_energy(out, scene, extend.mask))
         time_of_day = read_time(out)
-        left = horizon_row(out[:, size - 32:size], time_of_day)
-        right = horizon_row(out[:, size:size + 32], time_of_day)
-        hz_diffs.append(abs(left - right))
-        continuity.append(abs(left - right) <= 4)
+        diff = horizon_step_at(out, size, time_of_day)
+        hz_diffs.append(diff)
+        continuity.append(diff <= 4)
         # Control: the same rule on the untouched pre-fill (what the model starts from). An edge
-        # stretch turns every edge of column 127 into a full-width line, so the rule may read the
-        # terrain's top instead of the ground line there: this is how far the rule itself lets a
-        # plain copy of the border score.
-        prefill = extend.init_image
-        prefill_continuity.append(abs(horizon_row(prefill[:, size - 32:size], time_of_day)
-                                      - horizon_row(prefill[:, size:size + 32], time_of_day)) <= 4)
+        # stretch turns every edge of the border column into a full-width line, so the rule may read
+        # the terrain's top instead of the ground line there: this is how far the rule itself lets
+        # a plain copy of the border score.
+        prefill_continuity.append(horizon_step_at(extend.init_image, size, time_of_day) <= 4)
     summarise = lambda d: {g: _mean(v) for g, v in d.items()}  # noqa: E731
     full_adh, prev_adh = summarise(hits_full), summarise(hits_prev)
     return {
