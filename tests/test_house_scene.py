@@ -1,7 +1,11 @@
 """Scene generator, captions and pixel rules of the house model."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
+import pytest
 
 from inference.house.captions import caption, held_out_prompts, is_held_out, vocabulary
 from inference.house.evaluate import seam_energy, ssim
@@ -81,7 +85,8 @@ def test_metrics_helpers():
 
 def test_horizon_rule_agrees_across_an_outpainting_seam_on_ground_truth():
     """The outpainting metric compares the horizon in the 32-px strips either side of x = 128; on a
-    scene drawn 192 px wide in one piece, the two strips must agree (≤ 4 px) nearly always."""
+    scene drawn 192 px wide in one piece, the two strips must agree (≤ 4 px) nearly always
+    (199 of 200 scenes when the rule was written; the previous edge-step rule: 82 %)."""
     from inference.house.captions import held_out_prompts
     from inference.house.rules import read_time
 
@@ -90,4 +95,49 @@ def test_horizon_rule_agrees_across_an_outpainting_seam_on_ground_truth():
         img, _ = render_scene(attrs, 192, 128, 5000 + j)
         time = read_time(img)
         agree.append(abs(horizon_row(img[:, 96:128], time) - horizon_row(img[:, 128:160], time)) <= 4)
-    assert np.mean(agree) >= 0.8, np.mean(agree)
+    assert np.mean(agree) >= 0.95, np.mean(agree)
+
+
+def test_horizon_rule_ignores_a_straight_terrain_top():
+    """A scene whose terrain band runs dead straight (as the model often paints it past an outpaint
+    seam): the top of the band is a stronger step than the faint sand-on-sand ground line, and the
+    previous edge-step rule read it; the class rule reads the ground line."""
+    from inference.house.rules import edge_horizon_row
+    from inference.house.scene import LIGHT, SKY, TERRAIN
+
+    light = np.asarray(LIGHT["day"])
+    img = np.zeros((128, 32, 3), np.uint8)
+    img[:] = SKY["day"][1]
+    img[62:70] = np.asarray(TERRAIN["dunes"][0]) * light
+    img[70:] = np.asarray(TERRAIN["dunes"][1]) * light
+    soft = cv2.GaussianBlur(img, (0, 0), 1.0)  # decoded images soften the faint step over two rows
+    assert abs(horizon_row(soft, "day") - 70) <= 1
+    assert abs(edge_horizon_row(soft, "day") - 62) <= 1
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "house"
+
+
+@pytest.mark.skipif(not (SHIPPED / "full" / "model_index.json").exists(), reason="no shipped house model")
+def test_horizon_rule_reads_vae_decoded_scenes():
+    """Every generated image is decoded by the house VAE, which softens edges and shifts colours.
+    On ground-truth scenes passed through it, the rule must still find the true line and agree
+    across the seam (when written, on 200 scenes: true line in both strips 70 %, agreement 87 %;
+    forest scenes hide the line behind trees; the edge-step rule: 13 % and 45 %)."""
+    from inference.house.captions import held_out_prompts
+    from inference.house.evaluate import vae_roundtrip
+    from inference.house.rules import edge_horizon_row, read_time
+    from inference.loader import load_model
+
+    vae = load_model(SHIPPED / "full", dtype="float32").vae
+    scenes = [render_scene(attrs, 192, 128, 7000 + j) for j, (attrs, _) in enumerate(held_out_prompts(40, seed=99))]
+    decoded = vae_roundtrip(vae, [img for img, _ in scenes])
+    found, agree, found_edge = [], [], []
+    for img, (_, truth) in zip(decoded, scenes):
+        time = read_time(img)
+        a, b = horizon_row(img[:, 96:128], time), horizon_row(img[:, 128:160], time)
+        found.append(max(abs(a - truth.horizon), abs(b - truth.horizon)) <= 4)
+        agree.append(abs(a - b) <= 4)
+        found_edge.append(abs(edge_horizon_row(img[:, 96:128], time) - truth.horizon) <= 4)
+    assert np.mean(found) >= 0.55 and np.mean(agree) >= 0.75, (np.mean(found), np.mean(agree))
+    assert np.mean(found) > np.mean(found_edge) + 0.2

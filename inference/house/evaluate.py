@@ -1,7 +1,9 @@
 """Evaluation of the shipped house models on held-out prompts (attribute combinations never trained on).
 
 * adherence — per attribute group, the share of images whose pixel rules (`rules.py`) read back the
-  prompted value; the same rules' accuracy on the generator's own renders is reported as the ceiling;
+  prompted value; the same rules' accuracy on the generator's own renders is reported as the ceiling,
+  and on those renders passed through the shipped VAE (encode → decode) as the ceiling of a perfect
+  UNet, since every generated image is decoded by that VAE;
 * coherence — final = img2img of the one-step preview (same seed, strength 0.5, full model): median
   SSIM of the two at 32×32 grey;
 * seams — inpainting (latent blending, 4-channel UNet, seam-corrected feathered paste-back): mean
@@ -10,7 +12,8 @@
   itself is reported as the floor: a band that crosses the scene's own edges cannot score below it;
 * outpainting — a 128² scene extended to 192×128 with the engine's recipe (`inference.outpaint`:
   edge-stretch pre-fill, strength `OUTPAINT_STRENGTH`): horizon row in the 32 px left vs right of the
-  seam, success when they differ ≤ 4 px; and the seam energy of the same 3-px band along the seam
+  seam, success when they differ ≤ 4 px (also reported with the previous, edge-step horizon rule,
+  `rules.edge_horizon_row`, for comparison with older figures); and the seam energy of the same 3-px band along the seam
   (÷ the untouched scene's mean |grad|).
 """
 from __future__ import annotations
@@ -29,7 +32,7 @@ from inference.pipeline import GenerationRequest, Pipeline
 
 from . import configs
 from .captions import held_out_prompts
-from .rules import adherence, horizon_row, read_attributes, read_time
+from .rules import adherence, edge_horizon_row, horizon_row, read_attributes, read_time
 from .scene import render_scene
 
 
@@ -64,9 +67,22 @@ def seam_energy(result: np.ndarray, original: np.ndarray, mask: np.ndarray) -> f
     return float(grad_mag(result)[seam_band(mask)].mean() / max(grad_mag(original).mean(), 1e-6))
 
 
-def horizon_step_at(img: np.ndarray, x: int, time: str) -> int:
+def horizon_step_at(img: np.ndarray, x: int, time: str, rule=horizon_row) -> int:
     """How many rows the horizon rule's reading jumps between the 32-px strips either side of column x."""
-    return abs(horizon_row(img[:, x - 32:x], time) - horizon_row(img[:, x:x + 32], time))
+    return abs(rule(img[:, x - 32:x], time) - rule(img[:, x:x + 32], time))
+
+
+@torch.no_grad()
+def vae_roundtrip(vae, images: list[np.ndarray], batch: int = 16) -> list[np.ndarray]:
+    """Encode (posterior mean) and decode uint8 RGB images with a house VAE: what a UNet that drew
+    the scene perfectly in latent space would show after decoding."""
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(np.stack(images[i:i + batch])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        mean, _ = vae.encode_moments(x.to(vae.dtype))
+        y = (vae.decode(mean).float().clamp(-1, 1) + 1) * 127.5
+        out += list(y.round().byte().permute(0, 2, 3, 1).numpy())
+    return out
 
 
 def _mean(values) -> float:
@@ -78,13 +94,15 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
     if threads:
         torch.set_num_threads(threads)
     models = Path(models)
-    full = Pipeline(load_model(models / "full", dtype="float32"))
+    full_model = load_model(models / "full", dtype="float32")
+    full = Pipeline(full_model)
     preview = Pipeline(load_model(models / "preview", dtype="float32"))
     size = configs.RESOLUTION
     cases = held_out_prompts(prompts)
     hits_full: dict[str, list[bool]] = {}
     hits_prev: dict[str, list[bool]] = {}
     ceiling: dict[str, list[bool]] = {}
+    truths: list[tuple[dict, np.ndarray]] = []
     coherence = []
     start = time.time()
     for i, (attrs, prompt) in enumerate(cases):
@@ -98,10 +116,17 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
                                                 init_image=img_prev, strength=0.5)).image
         coherence.append(ssim(small_grey(img_prev), small_grey(final)))
         truth_img, _ = render_scene(attrs, size, size, seed)
+        truths.append((attrs, truth_img))
         for store, img in ((hits_full, img_full), (hits_prev, img_prev), (ceiling, truth_img)):
             for group, ok in adherence(attrs, read_attributes(img)).items():
                 store.setdefault(group, []).append(ok)
+    vae_ceiling: dict[str, list[bool]] = {}
+    decoded = vae_roundtrip(full_model.vae, [img for _, img in truths])
+    for (attrs, _), img in zip(truths, decoded):
+        for group, ok in adherence(attrs, read_attributes(img)).items():
+            vae_ceiling.setdefault(group, []).append(ok)
     seams, floors, identical, continuity, hz_diffs, out_seams, prefill_continuity = [], [], [], [], [], [], []
+    edge_rule_continuity = []
     for j, (attrs, prompt) in enumerate(cases[:inpaint_cases]):
         seed = 5000 + j
         scene, truth = render_scene(attrs, size, size, seed)
@@ -123,10 +148,9 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         diff = horizon_step_at(out, size, time_of_day)
         hz_diffs.append(diff)
         continuity.append(diff <= 4)
-        # Control: the same rule on the untouched pre-fill (what the model starts from). An edge
-        # stretch turns every edge of the border column into a full-width line, so the rule may read
-        # the terrain's top instead of the ground line there: this is how far the rule itself lets
-        # a plain copy of the border score.
+        edge_rule_continuity.append(horizon_step_at(out, size, time_of_day, edge_horizon_row) <= 4)
+        # Control: the same rule on the untouched pre-fill (what the model starts from), an exact
+        # copy of the border column: a rule that reads the ground line scores it near 1.
         prefill_continuity.append(horizon_step_at(extend.init_image, size, time_of_day) <= 4)
     summarise = lambda d: {g: _mean(v) for g, v in d.items()}  # noqa: E731
     full_adh, prev_adh = summarise(hits_full), summarise(hits_prev)
@@ -135,6 +159,8 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         "adherence_full": {**full_adh, "mean": _mean(list(full_adh.values()))},
         "adherence_one_step": {**prev_adh, "mean": _mean(list(prev_adh.values()))},
         "rule_accuracy_on_ground_truth": summarise(ceiling),
+        "rule_accuracy_on_vae_decoded_ground_truth": {**summarise(vae_ceiling),
+                                                      "mean": _mean(list(summarise(vae_ceiling).values()))},
         "coherence_ssim32_median": round(float(np.median(coherence)), 4),
         "inpaint_seam_energy_mean": _mean(seams),
         "inpaint_seam_energy_floor": _mean(floors),
@@ -142,6 +168,7 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: in
         "outpaint_horizon_continuity": _mean(continuity),
         "outpaint_horizon_diff_px": [int(d) for d in hz_diffs],
         "outpaint_horizon_continuity_of_the_prefill": _mean(prefill_continuity),
+        "outpaint_horizon_continuity_edge_rule": _mean(edge_rule_continuity),
         "outpaint_seam_energy_mean": _mean(out_seams),
         "inpainting_method": "latent blending (4-channel UNet) + seam-corrected feathered paste-back",
         "outpainting_method": f"edge-stretch pre-fill, strength {outpaint_strength}, soft seam "

@@ -44,6 +44,7 @@ TERRAIN = {
     "snowy": ((125, 125, 140), (235, 238, 245)),
 }
 SNOW_CAP = (248, 248, 252)
+CLOUD = (245, 245, 248)  # × 0.55 at night
 WATER = (35, 85, 160)
 COLOURS = {"red": (205, 35, 35), "blue": (35, 65, 210), "yellow": (235, 205, 30), "white": (245, 245, 245),
            "black": (25, 25, 25)}
@@ -128,7 +129,7 @@ def render_scene(attrs: dict[str, str], width: int = 128, height: int = 128, see
             img[y:y + 2, x:x + 2] = STAR
             feat[y:y + 2, x:x + 2] = 1
     elif sky == "clouds":
-        cloud = (np.asarray((245, 245, 248), np.float32) * (0.55 if t == "night" else 1.0)).astype(int).tolist()
+        cloud = (np.asarray(CLOUD, np.float32) * (0.55 if t == "night" else 1.0)).astype(int).tolist()
         for _ in range(int(rng.integers(2, 5) * W / 128)):
             cx, cy = int(rng.uniform(0, W)), int(rng.uniform(0.08 * H, max(0.1 * H, hz - 0.25 * H)))
             for _ in range(3):
