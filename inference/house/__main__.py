@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--json", required=True)
     ev.add_argument("--prompts", type=int, default=48)
     ev.add_argument("--threads", type=int, default=None)
-    ev.add_argument("--cases", type=int, default=16, help="inpainting and outpainting cases")
+    ev.add_argument("--cases", type=int, default=48, help="inpainting and outpainting cases (at most --prompts)")
     ev.add_argument("--outpaint-strength", type=float, default=None, help="default: inference.outpaint's")
     be = sub.add_parser("bench", help="CPU timings of the shipped folders")
     be.add_argument("--models", default="assets/house")

@@ -90,7 +90,7 @@ def _mean(values) -> float:
 
 
 def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: int | None = None,
-             inpaint_cases: int = 16, outpaint_strength: float = OUTPAINT_STRENGTH) -> dict:
+             inpaint_cases: int = 48, outpaint_strength: float = OUTPAINT_STRENGTH) -> dict:
     if threads:
         torch.set_num_threads(threads)
     models = Path(models)
