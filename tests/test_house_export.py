@@ -123,3 +123,36 @@ def test_shipped_folders_load_in_diffusers_and_engine(which, steps, guidance):
     assert np.abs(np.round(ref * 255).astype(np.int16) - ours.astype(np.int16)).max() <= 2
     total = sum(f.stat().st_size for d in ("full", "preview") for f in (SHIPPED / d).rglob("*") if f.is_file())
     assert total <= 60 * 2**20
+
+
+def _fake_run(folder: Path, scaling: float) -> Path:
+    """A training folder as `train` leaves it: unet.pt (EMA weights, latent scale) and vae.pt."""
+    unet, text, vae = UNetModel(configs.UNET), CLIPTextModel(configs.TEXT), _perturbed(AutoencoderKL(configs.VAE), 9)
+    folder.mkdir()
+    torch.save({"ema_unet": unet.state_dict(), "ema_text": text.state_dict(), "scaling": scaling}, folder / "unet.pt")
+    torch.save({"model": vae.state_dict(), "step": 1}, folder / "vae.pt")
+    return folder
+
+
+def test_export_can_keep_an_earlier_decoder(folders, tmp_path):
+    from inference.house.export import export_checkpoint
+    from inference.loader import load_model
+
+    run = _fake_run(tmp_path / "run", configs.VAE.scaling_factor)
+    source = folders[0].parent
+    export_checkpoint(run, tmp_path / "out", vae_from=source)
+    kept = load_model(tmp_path / "out" / "full", dtype="float32").vae.state_dict()
+    wanted = load_model(source / "full", dtype="float32").vae.state_dict()
+    own = torch.load(run / "vae.pt", weights_only=False)["model"]
+    assert all(torch.equal(kept[k], wanted[k]) for k in wanted)
+    assert not all(torch.equal(kept[k], own[k].half().float()) for k in own)
+
+
+def test_export_refuses_a_decoder_of_another_latent_scale(folders, tmp_path):
+    from inference.errors import ModelFormatError
+    from inference.house.export import export_checkpoint
+
+    run = _fake_run(tmp_path / "run", 0.5)
+    with pytest.raises(ModelFormatError, match="latent scale"):
+        export_checkpoint(run, tmp_path / "out", vae_from=folders[0].parent)
+    assert not (tmp_path / "out").exists()

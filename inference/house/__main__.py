@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("export", help="write diffusers folders full/ and preview/ from a training dir")
     ex.add_argument("--ckpt", required=True)
     ex.add_argument("--out", default="assets/house")
+    ex.add_argument("--vae-from", default=None,
+                    help="take the VAE from this house folder (e.g. assets/house) instead of the run's vae.pt")
     ev = sub.add_parser("evaluate", help="held-out adherence, coherence, seams, outpainting")
     ev.add_argument("--models", default="assets/house")
     ev.add_argument("--json", required=True)
@@ -60,7 +62,13 @@ def main(argv: list[str] | None = None) -> int:
                      pairs=args.pairs)
     elif args.command == "export":
         from .export import export_checkpoint
-        result = export_checkpoint(args.ckpt, args.out)
+        from inference.errors import InferenceError
+
+        try:
+            result = export_checkpoint(args.ckpt, args.out, args.vae_from)
+        except InferenceError as error:
+            print(f"export: {error}", file=sys.stderr)
+            return 2
     elif args.command == "evaluate":
         from .evaluate import evaluate
         from inference.outpaint import DEFAULT_STRENGTH

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from inference import convert
+from inference.errors import ModelFormatError
 from inference.models.clip_text import CLIPTextModel
 from inference.models.unet import UNetConfig, UNetModel
 from inference.models.vae import AutoencoderKL, VAEConfig
@@ -106,15 +107,27 @@ def write_folder(folder: str | Path, unet: UNetModel, vae: AutoencoderKL, text: 
     return folder
 
 
-def models_from_checkpoint(ckpt: str | Path) -> dict:
-    """The EMA weights of a training folder as engine modules: vae, text, unet, preview (or None)."""
+def models_from_checkpoint(ckpt: str | Path, vae_from: str | Path | None = None) -> dict:
+    """The EMA weights of a training folder as engine modules: vae, text, unet, preview (or None).
+    With `vae_from` (a house folder such as `assets/house`), the VAE comes from that folder's
+    `full/` instead of the run's `vae.pt`: warm-started runs freeze the encoder, so every run's
+    UNet works in the same latent space and an earlier decoder that measured better can be kept."""
     from dataclasses import replace
 
     ckpt = Path(ckpt)
     load = lambda name: torch.load(ckpt / name, map_location="cpu", weights_only=False)  # noqa: E731
     u = load("unet.pt")
     vae = AutoencoderKL(replace(configs.VAE, scaling_factor=round(float(u["scaling"]), 6)))
-    vae.load_state_dict(load("vae.pt")["model"])
+    if vae_from is None:
+        vae.load_state_dict(load("vae.pt")["model"])
+    else:
+        from inference.loader import load_model
+
+        source = load_model(Path(vae_from) / "full", dtype="float32").vae
+        if abs(float(source.config.scaling_factor) - vae.config.scaling_factor) > 1e-6:
+            raise ModelFormatError(f"{vae_from}: VAE latent scale {source.config.scaling_factor} differs from the run's "
+                             f"{vae.config.scaling_factor}; its decoder does not fit this UNet")
+        vae.load_state_dict(source.state_dict())
     text = CLIPTextModel(configs.TEXT)
     text.load_state_dict(u["ema_text"])
     unet = UNetModel(configs.UNET)
@@ -124,11 +137,13 @@ def models_from_checkpoint(ckpt: str | Path) -> dict:
         preview = UNetModel(configs.UNET)
         preview.load_state_dict(load("preview.pt")["ema_unet"])
     state = json.loads((ckpt / "state.json").read_text()) if (ckpt / "state.json").exists() else {}
+    if vae_from is not None:
+        state = {**state, "vae_from": str(vae_from)}
     return {"vae": vae.eval(), "text": text.eval(), "unet": unet.eval(), "preview": preview, "state": state}
 
 
-def export_checkpoint(ckpt: str | Path, out: str | Path = "assets/house") -> dict:
-    m = models_from_checkpoint(ckpt)
+def export_checkpoint(ckpt: str | Path, out: str | Path = "assets/house", vae_from: str | Path | None = None) -> dict:
+    m = models_from_checkpoint(ckpt, vae_from)
     out = Path(out)
     notes = {"training": m["state"], "native_resolution": configs.RESOLUTION}
     full = write_folder(out / "full", m["unet"], m["vae"], m["text"], configs.FULL_SCHEDULER,
