@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .scene import CLOUD, COLOURS, FOREST, LIGHT, MOON, SKY, SNOW_CAP, SUN, TERRAIN, WATER
+from .scene import COLOURS, FOREST, LIGHT, MOON, SKY, SNOW_CAP, SUN, TERRAIN, cloud_colour, water_colour
 
 # Parts drawn on top of each object (scene.py): they tell the object kind apart from its body.
 ROOF, TOWER_TOP, SAIL = (120, 45, 35), (70, 60, 70), (235, 230, 220)
@@ -76,17 +76,18 @@ def palette_labels(img: np.ndarray, time: str, tolerance: float = 50.0) -> np.nd
     colour is within `tolerance` (unlit units: objects, trunks, sun). Distances are measured unlit,
     as every rule here."""
     light = np.asarray(LIGHT[time], np.float32)
+    # Lit surfaces in their palette colours; emissive ones (sky, cloud) and water divided by the light.
     top, bottom = (np.asarray(c, np.float32) for c in SKY[time])
-    upper = [top + (bottom - top) * a for a in np.linspace(0.0, 1.0, 9)]
-    upper.append(np.asarray(CLOUD, np.float32) * (0.55 if time == "night" else 1.0))
-    upper += [np.asarray(sil, np.float32) * light for sil, _ in TERRAIN.values()]
-    upper.append(np.asarray(SNOW_CAP, np.float32) * light)
-    upper += [np.asarray(FOREST, np.float32) * light * f for f in (0.9, 1.0, 1.1)]  # scene.py jitters ±10 %
-    lower = [np.asarray(ground, np.float32) * light for _, ground in TERRAIN.values()]
-    lower.append((0.7 * np.asarray(WATER, np.float32) + 0.3 * bottom) * (0.45 if time == "night" else 1.0))
+    upper = [(top + (bottom - top) * a) / light for a in np.linspace(0.0, 1.0, 9)]
+    upper.append(cloud_colour(time) / light)
+    upper += [np.asarray(sil, np.float32) for sil, _ in TERRAIN.values()]
+    upper.append(np.asarray(SNOW_CAP, np.float32))
+    upper += [np.asarray(FOREST, np.float32) * f for f in (0.9, 1.0, 1.1)]  # scene.py jitters ±10 %
+    lower = [np.asarray(ground, np.float32) for _, ground in TERRAIN.values()]
+    lower.append(water_colour(time).astype(np.float32) / light)
     values = img.astype(np.float32) / light
-    d_up = np.linalg.norm(values[..., None, :] - np.stack(upper) / light, axis=-1).min(-1)
-    d_low = np.linalg.norm(values[..., None, :] - np.stack(lower) / light, axis=-1).min(-1)
+    d_up = np.linalg.norm(values[..., None, :] - np.stack(upper), axis=-1).min(-1)
+    d_low = np.linalg.norm(values[..., None, :] - np.stack(lower), axis=-1).min(-1)
     out = np.where(d_up < d_low, 1, -1).astype(np.int8)
     out[np.minimum(d_up, d_low) > tolerance] = 0
     return out
@@ -143,8 +144,7 @@ def read_sky(img: np.ndarray, time: str, hz: int) -> str:
 
 def read_water(img: np.ndarray, time: str, hz: int) -> tuple[str, np.ndarray]:
     H = img.shape[0]
-    bottom = np.asarray(SKY[time][1], np.float32)
-    colour = (0.7 * np.asarray(WATER, np.float32) + 0.3 * bottom) * (0.45 if time == "night" else 1.0)
+    colour = water_colour(time).astype(np.float32)
     mask = _dist(img, colour, time) < 40
     mask[:hz] = False
     frac = mask[hz:].mean() if hz < H else 0.0

@@ -44,7 +44,7 @@ TERRAIN = {
     "snowy": ((125, 125, 140), (235, 238, 245)),
 }
 SNOW_CAP = (248, 248, 252)
-CLOUD = (245, 245, 248)  # × 0.55 at night
+CLOUD = (245, 245, 248)  # × 0.55 at night: see cloud_colour
 WATER = (35, 85, 160)
 COLOURS = {"red": (205, 35, 35), "blue": (35, 65, 210), "yellow": (235, 205, 30), "white": (245, 245, 245),
            "black": (25, 25, 25)}
@@ -55,6 +55,16 @@ PINE = (25, 80, 40)
 PALM_LEAF = (50, 160, 60)
 TRUNK = (110, 70, 35)
 FOREST = (30, 95, 45)
+
+
+def cloud_colour(time: str) -> np.ndarray:
+    """Clouds are emissive-white by day and dimmed at night (not lit like surfaces)."""
+    return np.asarray(CLOUD, np.float32) * (0.55 if time == "night" else 1.0)
+
+
+def water_colour(time: str) -> np.ndarray:
+    """Water reflects the sky's colour at the horizon, and is darkened at night."""
+    return (0.7 * np.asarray(WATER) + 0.3 * np.asarray(SKY[time][1], np.float32)) * (0.45 if time == "night" else 1.0)
 
 
 @dataclass
@@ -129,7 +139,7 @@ def render_scene(attrs: dict[str, str], width: int = 128, height: int = 128, see
             img[y:y + 2, x:x + 2] = STAR
             feat[y:y + 2, x:x + 2] = 1
     elif sky == "clouds":
-        cloud = (np.asarray(CLOUD, np.float32) * (0.55 if t == "night" else 1.0)).astype(int).tolist()
+        cloud = cloud_colour(t).astype(int).tolist()
         for _ in range(int(rng.integers(2, 5) * W / 128)):
             cx, cy = int(rng.uniform(0, W)), int(rng.uniform(0.08 * H, max(0.1 * H, hz - 0.25 * H)))
             for _ in range(3):
@@ -172,7 +182,7 @@ def render_scene(attrs: dict[str, str], width: int = 128, height: int = 128, see
     # Water.
     water = attrs["water"]
     wmask = np.zeros((H, W), np.uint8)
-    water_col = tuple(int(v) for v in (0.7 * np.asarray(WATER) + 0.3 * bottom) * (0.45 if t == "night" else 1.0))
+    water_col = tuple(int(v) for v in water_colour(t))
     if water == "sea":
         shore = int(hz + rng.uniform(0.45, 0.75) * (H - hz))
         wmask[hz:shore] = 1
