@@ -349,3 +349,21 @@ def test_panel_samplers_are_the_engines():
     from editor.ui.ai.panel import SAMPLERS
 
     assert tuple(name for name, _ in SAMPLERS) == SAMPLER_NAMES
+
+
+def test_a_live_frame_still_queued_at_shutdown_is_dropped(ai_env, qtbot):
+    """A frame the worker finished just before shutdown reaches the UI thread as a queued event
+    after the service is gone; it must be dropped, not crash the event loop."""
+    engine = FakeEngine(native_resolution=64, delay=0.02)
+    win, c = open_ai_window(qtbot, transparent_document(), engine)
+    c.set_frame(c.make_frame(0, 0, 64, 64))
+    c.update_request(prompt="ink")
+    assert c.set_live(True)
+    qtbot.waitUntil(lambda: c.live.last_frame is not None, timeout=3000)
+    frame = c.live.last_frame
+    win.ai.shutdown()
+    assert c.live is None and c.live_enabled
+    shown = c.live_image
+    c._on_live_frame(frame)  # what the queued relay event calls
+    assert c.live_image is shown
+    win.close()

@@ -370,14 +370,16 @@ class AIController(QObject):
             self._say(str(exc), "warning")
 
     def _on_live_frame(self, frame: LiveFrame) -> None:
-        if not self.live_enabled or self.live_paused:
-            return  # a frame that finished just as live was paused or switched off
+        if not self.live_enabled or self.live_paused or self.live is None:
+            # A frame that finished just as live was paused or switched off, or one still queued
+            # in the event loop when its service was closed (engine switch, shutdown).
+            return
         self.live_image = frame.image
         self.live_stats_changed.emit(self.live.stats)
         self.overlay_changed.emit()
 
     def _on_live_failed(self, job: Job) -> None:
-        if self.live_enabled:
+        if self.live_enabled and self.live is not None:
             self._say(f"Live preview: {job.error}", "error")
             self.live_stats_changed.emit(self.live.stats)
 
