@@ -156,3 +156,49 @@ def test_export_refuses_a_decoder_of_another_latent_scale(folders, tmp_path):
     with pytest.raises(ModelFormatError, match="latent scale"):
         export_checkpoint(run, tmp_path / "out", vae_from=folders[0].parent)
     assert not (tmp_path / "out").exists()
+
+
+class _FakeVAE:
+    """encode → decode stand-ins: `identity` gives back the input, otherwise a flat grey image."""
+
+    dtype = torch.float32
+
+    def __init__(self, identity: bool):
+        self.identity = identity
+
+    def encode_moments(self, x):
+        return x, torch.zeros_like(x)
+
+    def decode(self, z):
+        return z if self.identity else torch.zeros_like(z)
+
+
+def test_decoder_ceiling_is_the_rules_accuracy_on_what_the_decoder_gives_back():
+    from inference.house.evaluate import decoded_truth_accuracy, held_out_truths
+    from inference.house.rules import adherence, read_attributes
+
+    truths = held_out_truths(12)
+    on_renders: dict[str, list[bool]] = {}
+    for attrs, img in truths:
+        for group, ok in adherence(attrs, read_attributes(img)).items():
+            on_renders.setdefault(group, []).append(ok)
+    perfect = decoded_truth_accuracy(_FakeVAE(identity=True), truths)
+    grey = decoded_truth_accuracy(_FakeVAE(identity=False), truths)
+    assert set(perfect) == set(on_renders) | {"mean"}
+    # A decoder that gives every scene back exactly scores what the rules score on the renders.
+    for group, hits in on_renders.items():
+        assert abs(perfect[group] - np.mean(hits)) <= 1e-3, group
+    assert perfect["mean"] >= 0.9
+    assert grey["mean"] < 0.5
+
+
+def test_ceiling_cli_judges_a_run_checkpoint_and_refuses_a_missing_one(folders, tmp_path, capsys):
+    from inference.house.__main__ import main
+
+    run = _fake_run(tmp_path / "run", configs.VAE.scaling_factor)
+    assert main(["ceiling", "--vae", str(run / "vae.pt"), "--prompts", "2"]) == 0
+    out = capsys.readouterr().out
+    assert '"mean"' in out and str(run / "vae.pt") in out
+    assert main(["ceiling", "--vae", str(tmp_path / "nope.pt"), "--prompts", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ceiling: ") and "nope.pt" in err and "\n" not in err

@@ -1,4 +1,4 @@
-"""CLI: python -m inference.house {train, export, evaluate, bench} …"""
+"""CLI: python -m inference.house {train, export, evaluate, ceiling, bench} …"""
 from __future__ import annotations
 
 import argparse
@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--threads", type=int, default=None)
     ev.add_argument("--cases", type=int, default=48, help="inpainting and outpainting cases (at most --prompts)")
     ev.add_argument("--outpaint-strength", type=float, default=None, help="default: inference.outpaint's")
+    ce = sub.add_parser("ceiling", help="rules' accuracy on held-out renders passed through a VAE "
+                                         "(judges a decoder before it ships)")
+    ce.add_argument("--vae", default="assets/house", help="a house folder or a training run's vae.pt")
+    ce.add_argument("--prompts", type=int, default=144)
+    ce.add_argument("--threads", type=int, default=None)
     be = sub.add_parser("bench", help="CPU timings of the shipped folders")
     be.add_argument("--models", default="assets/house")
     be.add_argument("--threads", type=int, default=2)
@@ -78,6 +83,20 @@ def main(argv: list[str] | None = None) -> int:
                           outpaint_strength=strength)
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=1)
+    elif args.command == "ceiling":
+        from .evaluate import decoded_truth_accuracy, held_out_truths, load_vae
+        from inference.errors import InferenceError
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        try:
+            vae = load_vae(args.vae)
+        except (InferenceError, FileNotFoundError, KeyError, RuntimeError) as error:
+            print(f"ceiling: {args.vae}: {str(error).splitlines()[0]}", file=sys.stderr)
+            return 2
+        result = {"vae": args.vae, "prompts": args.prompts,
+                  "rule_accuracy_on_vae_decoded_ground_truth": decoded_truth_accuracy(vae, held_out_truths(args.prompts))}
     else:
         from .bench import bench
         result = bench(args.models, args.threads)
