@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("evaluate", help="held-out adherence, coherence, seams, outpainting")
     ev.add_argument("--models", default="assets/house")
     ev.add_argument("--json", required=True)
-    ev.add_argument("--prompts", type=int, default=48)
+    ev.add_argument("--prompts", type=int, default=144)
     ev.add_argument("--threads", type=int, default=None)
-    ev.add_argument("--cases", type=int, default=48, help="inpainting and outpainting cases (at most --prompts)")
+    ev.add_argument("--cases", type=int, default=144, help="inpainting and outpainting cases (at most --prompts)")
     ev.add_argument("--outpaint-strength", type=float, default=None, help="default: inference.outpaint's")
     ce = sub.add_parser("ceiling", help="rules' accuracy on held-out renders passed through a VAE "
                                          "(judges a decoder before it ships)")

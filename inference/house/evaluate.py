@@ -123,8 +123,8 @@ def load_vae(source: str | Path):
     return load_model(source / "full", dtype="float32").vae
 
 
-def evaluate(models: str | Path = "assets/house", prompts: int = 48, threads: int | None = None,
-             inpaint_cases: int = 48, outpaint_strength: float = OUTPAINT_STRENGTH) -> dict:
+def evaluate(models: str | Path = "assets/house", prompts: int = 144, threads: int | None = None,
+             inpaint_cases: int = 144, outpaint_strength: float = OUTPAINT_STRENGTH) -> dict:
     if threads:
         torch.set_num_threads(threads)
     models = Path(models)
