@@ -90,10 +90,26 @@ def _mean(values) -> float:
     return round(float(np.mean(values)), 4) if len(values) else float("nan")
 
 
+ADHERENCE_SEED = 1000  # held-out prompt i is generated (and its truth rendered) with seed 1000 + i
+
+
+def tally(hits: dict[str, list[bool]], attrs: dict[str, str], img: np.ndarray) -> None:
+    """Add the rules' verdict per attribute group on `img` (prompted with `attrs`) to `hits`."""
+    for group, ok in adherence(attrs, read_attributes(img)).items():
+        hits.setdefault(group, []).append(ok)
+
+
+def group_accuracy(hits: dict[str, list[bool]], with_mean: bool = True) -> dict[str, float]:
+    """Share of hits per group, and (with `with_mean`) the mean over the groups."""
+    groups = {g: _mean(v) for g, v in hits.items()}
+    return {**groups, "mean": _mean(list(groups.values()))} if with_mean else groups
+
+
 def held_out_truths(prompts: int) -> list[tuple[dict, np.ndarray]]:
     """The generator's renders of the held-out prompts, with the seeds the evaluation uses."""
     size = configs.RESOLUTION
-    return [(attrs, render_scene(attrs, size, size, 1000 + i)[0]) for i, (attrs, _) in enumerate(held_out_prompts(prompts))]
+    return [(attrs, render_scene(attrs, size, size, ADHERENCE_SEED + i)[0])
+            for i, (attrs, _) in enumerate(held_out_prompts(prompts))]
 
 
 def decoded_truth_accuracy(vae, truths: list[tuple[dict, np.ndarray]]) -> dict[str, float]:
@@ -101,10 +117,8 @@ def decoded_truth_accuracy(vae, truths: list[tuple[dict, np.ndarray]]) -> dict[s
     a UNet that drew every scene perfectly, which judges a decoder before it ships."""
     hits: dict[str, list[bool]] = {}
     for (attrs, _), img in zip(truths, vae_roundtrip(vae, [img for _, img in truths])):
-        for group, ok in adherence(attrs, read_attributes(img)).items():
-            hits.setdefault(group, []).append(ok)
-    groups = {g: _mean(v) for g, v in hits.items()}
-    return {**groups, "mean": _mean(list(groups.values()))}
+        tally(hits, attrs, img)
+    return group_accuracy(hits)
 
 
 def load_vae(source: str | Path):
@@ -140,7 +154,7 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 144, threads: i
     coherence = []
     start = time.time()
     for i, (attrs, prompt) in enumerate(cases):
-        seed = 1000 + i
+        seed = ADHERENCE_SEED + i
         img_full = full.generate(GenerationRequest(prompt, seed=seed, steps=configs.FULL_STEPS,
                                                    guidance=configs.FULL_GUIDANCE, width=size, height=size)).image
         img_prev = preview.generate(GenerationRequest(prompt, seed=seed, steps=1, guidance=0.0,
@@ -152,8 +166,7 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 144, threads: i
         truth_img, _ = render_scene(attrs, size, size, seed)
         truths.append((attrs, truth_img))
         for store, img in ((hits_full, img_full), (hits_prev, img_prev), (ceiling, truth_img)):
-            for group, ok in adherence(attrs, read_attributes(img)).items():
-                store.setdefault(group, []).append(ok)
+            tally(store, attrs, img)
     vae_adh = decoded_truth_accuracy(full_model.vae, truths)
     seams, floors, identical, continuity, hz_diffs, out_seams, prefill_continuity = [], [], [], [], [], [], []
     edge_rule_continuity = []
@@ -182,13 +195,11 @@ def evaluate(models: str | Path = "assets/house", prompts: int = 144, threads: i
         # Control: the same rule on the untouched pre-fill (what the model starts from), an exact
         # copy of the border column: a rule that reads the ground line scores it near 1.
         prefill_continuity.append(horizon_step_at(extend.init_image, size, time_of_day) <= 4)
-    summarise = lambda d: {g: _mean(v) for g, v in d.items()}  # noqa: E731
-    full_adh, prev_adh = summarise(hits_full), summarise(hits_prev)
     return {
         "held_out_prompts": len(cases),
-        "adherence_full": {**full_adh, "mean": _mean(list(full_adh.values()))},
-        "adherence_one_step": {**prev_adh, "mean": _mean(list(prev_adh.values()))},
-        "rule_accuracy_on_ground_truth": summarise(ceiling),
+        "adherence_full": group_accuracy(hits_full),
+        "adherence_one_step": group_accuracy(hits_prev),
+        "rule_accuracy_on_ground_truth": group_accuracy(ceiling, with_mean=False),
         "rule_accuracy_on_vae_decoded_ground_truth": vae_adh,
         "coherence_ssim32_median": round(float(np.median(coherence)), 4),
         "inpaint_seam_energy_mean": _mean(seams),
