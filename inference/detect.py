@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import UnsupportedModelError
-from .models.unet import UNetConfig
-from .models.vae import VAEConfig
+from .models.configs import UNetConfig, VAEConfig
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."

@@ -1,35 +1,30 @@
 """Safe reading and writing of model files.
 
-`safetensors_file` validates a `.safetensors` header completely before any tensor is read;
-`pickle_checkpoint` refuses pickle checkpoints and offers the one explicit, weights-only way to
-convert them. Model loaders should call `check_not_pickle` and then `load_tensors`/`iter_tensors`.
-"""
-from inference.formats.pickle_checkpoint import (
-    ConversionReport,
-    check_not_pickle,
-    convert_pickle_to_safetensors,
-    sniff_pickle,
-)
-from inference.formats.safetensors_file import (
-    SafetensorsHeader,
-    TensorInfo,
-    iter_tensors,
-    load_tensors,
-    read_header,
-    save_tensors,
-    tensor_shapes,
-)
+`safetensors_header` validates a `.safetensors` header completely (no torch needed);
+`safetensors_file` then reads tensors from the validated bytes; `pickle_sniff` recognises pickle
+checkpoints and `pickle_checkpoint` offers the one explicit, weights-only way to convert them.
+Model loaders call `check_not_pickle` and then `load_tensors`/`iter_tensors`.
 
-__all__ = [
-    "ConversionReport",
-    "SafetensorsHeader",
-    "TensorInfo",
-    "check_not_pickle",
-    "convert_pickle_to_safetensors",
-    "iter_tensors",
-    "load_tensors",
-    "read_header",
-    "save_tensors",
-    "sniff_pickle",
-    "tensor_shapes",
-]
+Submodules are imported on first use, so importing this package (or its torch-free submodules)
+never imports torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "ConversionReport": "pickle_checkpoint", "convert_pickle_to_safetensors": "pickle_checkpoint",
+    "check_not_pickle": "pickle_sniff", "sniff_pickle": "pickle_sniff",
+    "SafetensorsHeader": "safetensors_header", "TensorInfo": "safetensors_header",
+    "read_header": "safetensors_header", "tensor_shapes": "safetensors_header",
+    "iter_tensors": "safetensors_file", "load_tensors": "safetensors_file", "save_tensors": "safetensors_file",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"inference.formats.{_EXPORTS[name]}"), name)
+    raise AttributeError(name)
+
+
+__all__ = sorted(_EXPORTS)

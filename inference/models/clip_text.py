@@ -6,30 +6,13 @@ second encoder, with `text_projection`); OpenCLIP checkpoints are renamed into t
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configs import CLIPTextConfig
 from .layers import attention
-
-
-@dataclass(frozen=True)
-class CLIPTextConfig:
-    vocab_size: int = 49408
-    hidden_size: int = 768
-    intermediate_size: int = 3072
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    max_position_embeddings: int = 77
-    hidden_act: str = "quick_gelu"  # "gelu" for OpenCLIP models
-    layer_norm_eps: float = 1e-5
-    eos_token_id: int = 49407
-    projection_dim: int | None = None  # set for encoders with a text_projection (SDXL bigG)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _activation(name: str):

@@ -5,42 +5,13 @@ Attribute paths equal the keys under `model.diffusion_model.` in single-file che
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configs import UNetConfig
 from .layers import attention, group_norm, timestep_embedding, upsample_nearest2x_conv3x3
-
-
-@dataclass(frozen=True)
-class UNetConfig:
-    in_channels: int = 4
-    out_channels: int = 4
-    model_channels: int = 320
-    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
-    num_res_blocks: int = 2
-    # transformer blocks per attention layer at each level; 0 = no attention at that level
-    transformer_depth: tuple[int, ...] = (1, 1, 1, 0)
-    transformer_depth_middle: int = 1  # 0 = middle block without attention
-    num_heads: tuple[int, ...] = (8, 8, 8, 8)  # attention heads per level (middle uses the last)
-    context_dim: int = 768
-    use_linear_in_transformer: bool = False
-    adm_in_channels: int | None = None  # SDXL "text_time" vector size (2816 base, 2560 refiner)
-    upcast_attention: bool = False
-    norm_groups: int = 32
-    # Extra hints for the pipeline, not the network: filled in by detection/loading.
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("extra")
-        return data
-
-    @property
-    def time_embed_dim(self) -> int:
-        return self.model_channels * 4
 
 
 class TimestepBlock(nn.Module):

@@ -1,36 +1,13 @@
 """AutoencoderKL with the LDM key layout (`encoder.down.N.block.M…`, `decoder.up.N…`, `quant_conv`)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configs import VAEConfig
 from .layers import group_norm, upsample_nearest2x_conv3x3
-
-
-@dataclass(frozen=True)
-class VAEConfig:
-    in_channels: int = 3
-    out_channels: int = 3
-    ch: int = 128
-    ch_mult: tuple[int, ...] = (1, 2, 4, 4)
-    num_res_blocks: int = 2
-    z_channels: int = 4
-    norm_groups: int = 32
-    scaling_factor: float = 0.18215
-    shift_factor: float | None = None
-    use_quant_conv: bool = True
-    use_post_quant_conv: bool = True
-    mid_attention: bool = True
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def downscale(self) -> int:
-        return 2 ** (len(self.ch_mult) - 1)
 
 
 class ResnetBlock(nn.Module):
