@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .api import as_mask_array, as_rgb_array  # noqa: F401 - re-exported
 from .errors import InvalidRequestError
 
 
@@ -33,28 +34,6 @@ def load_mask(path: str | Path) -> np.ndarray:
         raise InvalidRequestError(f"{path}: no such mask file") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidRequestError(f"{path}: not a readable mask image ({exc})") from None
-
-
-def as_rgb_array(image) -> np.ndarray:
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise InvalidRequestError(f"image must be uint8 (H, W, 3), got {array.dtype} {array.shape}")
-    return array[..., :3]
-
-
-def as_mask_array(mask) -> np.ndarray:
-    if isinstance(mask, Image.Image):
-        return np.asarray(mask.convert("L"))
-    array = np.asarray(mask)
-    if array.ndim == 3:
-        array = array[..., 0]
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8) * 255
-    if array.dtype != np.uint8 or array.ndim != 2:
-        raise InvalidRequestError(f"mask must be uint8 (H, W), got {array.dtype} {array.shape}")
-    return array
 
 
 def rgb_to_tensor(rgb: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

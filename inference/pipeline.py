@@ -9,99 +9,21 @@ image here and in diffusers, on any device.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 import torch
 
+from .api import GenerationRequest, GenerationResult, validate_request  # noqa: F401 - re-exported
 from .conditioning import Conditioning, PromptCache, build_conditioning
 from .errors import InvalidRequestError
-from .images import as_mask_array, as_rgb_array, mask_to_tensor, rgb_to_tensor, soft_paste_back, tensor_to_rgb
+from .api import as_mask_array, as_rgb_array
+from .images import mask_to_tensor, rgb_to_tensor, soft_paste_back, tensor_to_rgb
 from .loader import DiffusionModel
 from .models.taesd import TAESD
 from .samplers import build_schedule, make_denoiser, sample
 
-MAX_SIDE = 4096
-
-
-@dataclass
-class GenerationRequest:
-    prompt: str
-    negative_prompt: str = ""
-    seed: int = 0
-    steps: int = 20
-    sampler: str = "euler"
-    timestep_spacing: str | None = None
-    guidance: float = 7.5
-    width: int = 512
-    height: int = 512
-    init_image: np.ndarray | None = None  # uint8 (H, W, 3)
-    strength: float = 1.0
-    mask: np.ndarray | None = None  # uint8 (H, W); white = repaint
-    paste_back: bool = True  # inpainting: keep pixels outside the mask bit-identical
-    paste_feather: int = 8
-    # Inpainting: per-pixel share of the sampling steps in which a masked pixel may change (float (H, W)
-    # in [0, 1]; 1 = from the first step, as without a map; 0.3 = held on the init image's noise
-    # trajectory for the first 70 % of the steps, then free). Differential-diffusion-style soft
-    # inpainting: a ramp away from the kept border carries the layout over the seam.
-    change_map: np.ndarray | None = None
-    image_guidance: float = 1.5  # InstructPix2Pix: how closely to follow the input image
-
-    def mode(self, unet_in_channels: int = 4) -> str:
-        if self.mask is not None:
-            return "inpaint"
-        if self.init_image is None:
-            return "txt2img"
-        return "instruct" if unet_in_channels == 8 else "img2img"
-
-
-@dataclass
-class GenerationResult:
-    image: np.ndarray  # uint8 (H, W, 3)
-    seed: int
-    latents: torch.Tensor | None = None
-    info: dict = field(default_factory=dict)
-
-
 ProgressCallback = Callable[[int, int, torch.Tensor | None], None]
-
-
-def validate_request(request: GenerationRequest) -> None:
-    for name in ("width", "height"):
-        value = getattr(request, name)
-        if not isinstance(value, int) or value < 8 or value > MAX_SIDE or value % 8:
-            raise InvalidRequestError(f"{name} {value!r} must be a multiple of 8 between 8 and {MAX_SIDE}")
-    if request.steps < 1 or request.steps > 1000:
-        raise InvalidRequestError(f"steps {request.steps!r} must be between 1 and 1000")
-    if not 0.0 <= request.guidance <= 100.0:
-        raise InvalidRequestError(f"guidance {request.guidance!r} must be between 0 and 100")
-    if not 0.0 < request.strength <= 1.0:
-        raise InvalidRequestError(f"strength {request.strength!r} must be in (0, 1]")
-    if request.init_image is not None:
-        image = as_rgb_array(request.init_image)
-        if image.shape[:2] != (request.height, request.width):
-            raise InvalidRequestError(f"init image is {image.shape[1]}x{image.shape[0]} but the request is "
-                                      f"{request.width}x{request.height}")
-    if request.mask is not None:
-        if request.init_image is None:
-            raise InvalidRequestError("a mask needs an init image to inpaint")
-        mask = as_mask_array(request.mask)
-        if mask.shape[:2] != (request.height, request.width):
-            raise InvalidRequestError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                                      f"{request.width}x{request.height}")
-    if request.change_map is not None:
-        if request.mask is None:
-            raise InvalidRequestError("a change map needs a mask and an init image to inpaint")
-        change = np.asarray(request.change_map)
-        if change.shape != (request.height, request.width):
-            raise InvalidRequestError(f"change map has shape {change.shape} but the image is "
-                                      f"{request.width}x{request.height}")
-        if not np.issubdtype(change.dtype, np.floating) or not np.isfinite(change).all() \
-                or change.min() < 0 or change.max() > 1:
-            raise InvalidRequestError("change map must be finite floats between 0 and 1")
-    if not (0 <= request.seed < 2**64):
-        raise InvalidRequestError(f"seed {request.seed!r} must be between 0 and 2^64-1")
 
 
 def _posterior_sample(model: DiffusionModel, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -128,7 +50,8 @@ class Pipeline:
         self.model = model
         self.prompt_cache = PromptCache()
 
-    def _unet_fn(self, cond: Conditioning, guidance: float, extra_channels: torch.Tensor | None):
+    def _unet_fn(self, cond: Conditioning, guidance: float, extra_channels: torch.Tensor | None,
+                 rescale: float = 0.0):
         unet = self.model.unet
 
         def run(x_in: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
@@ -141,7 +64,8 @@ class Pipeline:
             if not cond.guided:
                 return out
             uncond, text = out.chunk(2)
-            return uncond + guidance * (text - uncond)
+            guided = uncond + guidance * (text - uncond)
+            return _rescale_guidance(guided, text, rescale) if rescale > 0 else guided
 
         return run
 
@@ -229,7 +153,7 @@ class Pipeline:
         if mode == "instruct":
             unet_fn = self._instruct_unet_fn(cond, request.guidance, request.image_guidance, extra_channels)
         else:
-            unet_fn = self._unet_fn(cond, request.guidance, extra_channels)
+            unet_fn = self._unet_fn(cond, request.guidance, extra_channels, request.guidance_rescale)
         denoiser = make_denoiser(unet_fn, model.prediction_type)
         total = schedule.num_steps
 
@@ -259,6 +183,16 @@ class Pipeline:
             rgb = soft_paste_back(rgb, original, as_mask_array(request.mask), request.paste_feather)
         info = {"mode": mode, "steps_run": total}
         return GenerationResult(rgb, request.seed, latents if return_latents else None, info)
+
+
+def _rescale_guidance(guided: torch.Tensor, text: torch.Tensor, rescale: float) -> torch.Tensor:
+    """Rescaled CFG (Lin et al. 2023, diffusers' `rescale_noise_cfg`): pull the guided prediction's
+    per-sample std back to the text prediction's, which keeps zero-terminal-SNR models from
+    over-exposing; `rescale` mixes the rescaled and the plain guided prediction."""
+    dims = list(range(1, text.ndim))
+    std_text = text.std(dim=dims, keepdim=True)
+    std_guided = guided.std(dim=dims, keepdim=True)
+    return rescale * (guided * (std_text / std_guided)) + (1 - rescale) * guided
 
 
 def _latent_change_map(change_map: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:

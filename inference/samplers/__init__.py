@@ -9,37 +9,27 @@ Typical use by a pipeline::
     x = sample("euler_a", model, x, schedule, generator=gen, callback=cb, should_stop=stop)
     latents_for_vae = schedule.output_latents(x)
 
-Names: euler, euler_a, dpmpp_2m_karras, ddim, lcm (``SAMPLER_NAMES``).
+Names: `inference.samplers.registry.SAMPLERS` (torch-free). Submodules load on first use, so
+importing the registry never imports torch.
 """
-from inference.samplers.config import SAMPLER_NAMES, SPACINGS, SchedulerConfig
-from inference.samplers.denoiser import Denoiser, UNetFn, make_denoiser
-from inference.samplers.samplers import (
-    SAMPLERS,
-    noise_like,
-    sample,
-    sample_ddim,
-    sample_dpmpp_2m,
-    sample_euler,
-    sample_euler_ancestral,
-    sample_lcm,
-)
-from inference.samplers.schedules import Schedule, build_schedule
+from __future__ import annotations
 
-__all__ = [
-    "SAMPLERS",
-    "SAMPLER_NAMES",
-    "SPACINGS",
-    "Denoiser",
-    "Schedule",
-    "SchedulerConfig",
-    "UNetFn",
-    "build_schedule",
-    "make_denoiser",
-    "noise_like",
-    "sample",
-    "sample_ddim",
-    "sample_dpmpp_2m",
-    "sample_euler",
-    "sample_euler_ancestral",
-    "sample_lcm",
-]
+import importlib
+
+_EXPORTS = {
+    "SAMPLER_NAMES": "config", "SPACINGS": "config", "SchedulerConfig": "config",
+    "Denoiser": "denoiser", "UNetFn": "denoiser", "make_denoiser": "denoiser",
+    "SAMPLERS": "samplers", "noise_like": "samplers", "sample": "samplers", "sample_ddim": "samplers",
+    "sample_dpmpp_2m": "samplers", "sample_euler": "samplers", "sample_euler_ancestral": "samplers",
+    "sample_lcm": "samplers",
+    "Schedule": "schedules", "build_schedule": "schedules",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"inference.samplers.{_EXPORTS[name]}"), name)
+    raise AttributeError(name)
+
+
+__all__ = sorted(_EXPORTS)

@@ -22,9 +22,12 @@ from types import MappingProxyType
 from typing import Any
 
 from inference.errors import InvalidRequestError
+from inference.samplers.registry import check_sampler
 
-SAMPLER_NAMES = ("euler", "euler_a", "dpmpp_2m_karras", "ddim", "lcm")
-SPACINGS = ("leading", "linspace", "trailing")
+from inference.samplers.registry import SAMPLERS as _REGISTRY
+from inference.samplers.registry import SPACINGS
+
+SAMPLER_NAMES = tuple(_REGISTRY)
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -107,8 +110,7 @@ _FORCED: dict[str, dict[str, Any]] = {
 }
 
 def check_sampler_name(sampler: str) -> None:
-    if sampler not in SAMPLER_NAMES:
-        raise InvalidRequestError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLER_NAMES)}")
+    check_sampler(sampler)
 
 
 @dataclass(frozen=True)
