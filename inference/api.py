@@ -13,29 +13,17 @@ from typing import Any
 
 import numpy as np
 
+from .defaults import (DEFAULT_GUIDANCE, DEFAULT_IMG2IMG_STRENGTH, DEFAULT_SAMPLER, DEFAULT_STEPS, MAX_GUIDANCE,
+                       MAX_SIDE, MAX_STEPS, SEED_MAX)
 from .errors import InvalidRequestError
+from .model_info import ModelInfo, Preset, read_model_info
 from .samplers.registry import SAMPLERS, SPACINGS, SamplerInfo, check_sampler, sampler_for_scheduler_class
 
 __all__ = [
     "DEFAULT_GUIDANCE", "DEFAULT_IMG2IMG_STRENGTH", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "GenerationRequest",
-    "GenerationResult", "MAX_SIDE", "MAX_STEPS", "Mode", "SAMPLERS", "SEED_MAX", "SPACINGS", "SamplerInfo",
+    "GenerationResult", "MAX_SIDE", "MAX_STEPS", "Mode", "ModelInfo", "Preset", "read_model_info", "SAMPLERS", "SEED_MAX", "SPACINGS", "SamplerInfo",
     "as_mask_array", "as_rgb_array", "check_sampler", "sampler_for_scheduler_class", "validate_request",
 ]
-
-# ----------------------------------------------------------------------------- defaults
-# One place for the numbers the CLI and the editor used to each choose (and disagree on). A
-# model's own recommendation (`ModelInfo.preset`) wins over these whenever the user gives none.
-DEFAULT_STEPS = 20
-DEFAULT_GUIDANCE = 7.0  # A1111's and InvokeAI's default CFG scale
-DEFAULT_SAMPLER = "euler"
-DEFAULT_IMG2IMG_STRENGTH = 0.75  # A1111's default denoising strength
-MAX_SIDE = 4096
-MAX_STEPS = 1000
-MAX_GUIDANCE = 100.0
-# Seeds are A1111-compatible 32-bit values; the torch generator would take 64 bits, but a seed
-# shown in the UI, stored in a PNG or an .ora and typed back in must mean the same everywhere.
-SEED_MAX = 2**32 - 1
-
 
 class Mode(str, enum.Enum):
     """What a request does, decided by its inputs and the UNet's input channels."""

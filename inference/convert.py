@@ -6,13 +6,13 @@ strictly, so a missing or surplus key surfaces as an error instead of a silently
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # only annotations: model inspection runs these conversions without torch
+    import torch
 
 from .errors import UnsupportedModelError
-from .models.clip_text import CLIPTextConfig
-from .models.unet import UNetConfig
-from .models.vae import VAEConfig
+from .models.configs import CLIPTextConfig, UNetConfig, VAEConfig
 
 _RESNET_DIFFUSERS_TO_LDM = {
     "norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",

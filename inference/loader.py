@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,19 +19,14 @@ from . import convert, detect
 from .errors import ModelFormatError, UnsupportedModelError
 from .formats.pickle_checkpoint import check_not_pickle
 from .formats.safetensors_file import iter_tensors, read_header
-from .models.clip_text import CLIPTextConfig, CLIPTextModel
+from .models.clip_text import CLIPTextModel
 from .models.taesd import TAESD
-from .models.unet import UNetConfig, UNetModel
+from .models.unet import UNetModel
 from .models.vae import AutoencoderKL, VAEConfig
-from .registry import FAMILIES, ModelFamily, TextEncoderSpec, family_by_name, match_family, variant_of
+from .plan import (IGNORED_PREFIXES, IGNORED_SUFFIXES, SingleFilePlan, folder_family, hf_clip_config,  # noqa: F401
+                   is_ignored, plan_single_file, split_components)
+from .registry import ModelFamily, TextEncoderSpec, family_by_name, variant_of
 from .tokenizer.bpe import CLIPTokenizer
-
-# Keys of real single-file checkpoints that hold nothing the engine uses (LDM noise-schedule
-# buffers, SGM's `denoiser.sigmas`, EMA bookkeeping, CLIP position-id buffers, OpenCLIP's logit scale).
-IGNORED_PREFIXES = ("model_ema.", "denoiser.sigmas", "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
-                    "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
-                    "sqrt_recipm1_alphas_cumprod", "posterior_", "logvar", "model.diffusion_model.__")
-IGNORED_SUFFIXES = ("position_ids", "logit_scale", ".attn_mask")
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -91,10 +85,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return DTYPES[dtype]
 
 
-def _is_ignored(key: str) -> bool:
-    return key.startswith(IGNORED_PREFIXES) or key.endswith(IGNORED_SUFFIXES)
-
-
 def _materialise(module_factory, state: Mapping[str, torch.Tensor], what: str, source: str,
                  report: dict) -> nn.Module:
     """Build on meta, then assign the weights strictly; name the first offending keys on failure."""
@@ -142,51 +132,7 @@ def _meta_tensors(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tens
     return {k: torch.empty(shape, device="meta") for k, shape in shapes.items()}
 
 
-def _hf_clip_config(shapes: Mapping[str, tuple[int, ...]], kind: str, with_projection: bool,
-                    head_dim: int = 64) -> CLIPTextConfig:
-    """CLIP-L configuration from HF-named key shapes (single files carry no config)."""
-    width = shapes["text_model.embeddings.token_embedding.weight"][1]
-    layers = 1 + max(int(k.split(".")[3]) for k in shapes if k.startswith("text_model.encoder.layers."))
-    return CLIPTextConfig(
-        vocab_size=shapes["text_model.embeddings.token_embedding.weight"][0], hidden_size=width,
-        intermediate_size=shapes["text_model.encoder.layers.0.mlp.fc1.weight"][0], num_hidden_layers=layers,
-        num_attention_heads=max(1, width // head_dim),
-        max_position_embeddings=shapes["text_model.embeddings.position_embedding.weight"][0],
-        hidden_act="quick_gelu" if kind == "clip_l" else "gelu",
-        projection_dim=shapes["text_projection.weight"][0] if with_projection and "text_projection.weight" in shapes else None,
-    )
-
-
 # ----------------------------------------------------------------------------- single file
-@dataclass
-class _SingleFilePlan:
-    family: ModelFamily
-    unet_config: UNetConfig
-    vae_config: VAEConfig | None
-    text_configs: list[CLIPTextConfig]
-    ignored: list[str]
-
-
-def _split_components(state: Mapping[str, torch.Tensor], family: ModelFamily) -> tuple[dict, dict, list[dict], list[str], list[str]]:
-    unet, vae, texts = {}, {}, [dict() for _ in family.text_encoders]
-    ignored, unclaimed = [], []
-    for key, value in state.items():
-        if key.startswith(detect.UNET_PREFIX):
-            unet[key[len(detect.UNET_PREFIX):]] = value
-        elif key.startswith(detect.VAE_PREFIX):
-            vae[key[len(detect.VAE_PREFIX):]] = value
-        elif _is_ignored(key):
-            ignored.append(key)
-        else:
-            for index, spec in enumerate(family.text_encoders):
-                if key.startswith(spec.single_file_prefix):
-                    texts[index][key[len(spec.single_file_prefix):]] = value
-                    break
-            else:
-                unclaimed.append(key)
-    return unet, vae, texts, ignored, unclaimed
-
-
 def _text_state(raw: Mapping[str, torch.Tensor], spec: TextEncoderSpec) -> dict[str, torch.Tensor]:
     if spec.layout == "open_clip":
         converted = convert.open_clip_to_hf(raw)
@@ -196,65 +142,9 @@ def _text_state(raw: Mapping[str, torch.Tensor], spec: TextEncoderSpec) -> dict[
     return convert.hf_clip_state(raw)
 
 
-def _resolve_family(unet_config: UNetConfig, hints: detect.FileHints, source: str) -> ModelFamily:
-    """The family the UNet's shapes match; failing that, the one the file's metadata declares
-    (non-standard sizes), provided the UNet has that family's kind of conditioning."""
-    family = match_family(detect.unet_facts(unet_config))
-    if family is not None:
-        return family
-    if hints.family is not None:
-        declared = family_by_name(hints.family)
-        wants_adm = declared.matches.get("adm_in_channels") is not None
-        if wants_adm == (unet_config.adm_in_channels is not None):
-            return declared
-        raise UnsupportedModelError(
-            f"{source}: metadata declares {hints.architecture!r} but the UNet "
-            f"{'has' if unet_config.adm_in_channels else 'lacks'} the SDXL conditioning input")
-    raise UnsupportedModelError(
-        f"{source}: UNet with context {unet_config.context_dim} and ADM {unet_config.adm_in_channels} "
-        f"matches no supported family ({', '.join(f.name for f in FAMILIES)})")
-
-
-@contextmanager
-def _required_keys(source: str, prefix: str) -> Iterator[None]:
-    """Detection reads particular tensors' shapes; a file without one is incomplete, say which."""
-    try:
-        yield
-    except KeyError as missing:
-        raise ModelFormatError(f"{source}: tensor {prefix}{missing.args[0]} is missing "
-                               f"(the checkpoint is incomplete or damaged)") from None
-
-
-def _plan_single_file(shapes: Mapping[str, tuple[int, ...]], source: str,
-                      hints: detect.FileHints | None = None) -> _SingleFilePlan:
-    hints = hints or detect.FileHints()
-    unet_shapes = detect.strip_prefix(shapes, detect.UNET_PREFIX)
-    with _required_keys(source, detect.UNET_PREFIX):
-        unet_config = detect.detect_unet(unet_shapes, source, hints.head_dim, hints.num_heads, hints.norm_groups)
-    family = _resolve_family(unet_config, hints, source)
-    if family.name == "sd2" and not unet_config.upcast_attention:
-        unet_config = replace(unet_config, upcast_attention=True)
-    vae_shapes = detect.strip_prefix(shapes, detect.VAE_PREFIX)
-    with _required_keys(source, detect.VAE_PREFIX):
-        vae_config = (detect.detect_vae(vae_shapes, source, family.vae_scaling_factor, hints.norm_groups)
-                      if vae_shapes else None)
-    text_head_dim = hints.text_head_dim or 64
-    _, _, text_shapes, ignored, _ = _split_components(shapes, family)
-    text_configs = []
-    for spec, raw in zip(family.text_encoders, text_shapes):
-        if not raw:
-            raise ModelFormatError(f"{source}: no {spec.kind} text encoder weights under {spec.single_file_prefix!r}")
-        with _required_keys(source, spec.single_file_prefix):
-            if spec.layout == "open_clip":
-                text_configs.append(convert.open_clip_config(raw, spec.pooled, text_head_dim))
-            else:
-                text_configs.append(_hf_clip_config(_text_state(raw, spec), spec.kind, spec.pooled, text_head_dim))
-    return _SingleFilePlan(family, unet_config, vae_config, text_configs, ignored)
-
-
-def _build_single_file(state: Mapping[str, torch.Tensor], plan: _SingleFilePlan, source: str,
+def _build_single_file(state: Mapping[str, torch.Tensor], plan: SingleFilePlan, source: str,
                        report: dict) -> tuple[UNetModel, AutoencoderKL | None, list[CLIPTextModel]]:
-    unet_sd, vae_sd, text_sds, _, unclaimed = _split_components(state, plan.family)
+    unet_sd, vae_sd, text_sds, _, unclaimed = split_components(state, plan.family)
     report["unexpected_keys"] = [f"file:{k}" for k in unclaimed]
     if unclaimed and next(iter(state.values())).device.type != "meta":
         raise ModelFormatError(f"{source}: unexpected keys such as {unclaimed[0]!r}")
@@ -276,9 +166,9 @@ def load_single_file(path: Path, device: torch.device, dtype: torch.dtype,
         raise UnsupportedModelError(f"{path.name}: holds a {kind.replace('_', ' ')}, not a full checkpoint")
     shapes = {k: tuple(t.shape) for k, t in header.tensors.items()}
     hints = detect.hints_from_metadata(header.metadata, path.name)
-    plan = _plan_single_file(shapes, path.name, hints)
+    plan = plan_single_file(shapes, path.name, hints)
     state = dict(iter_tensors(path, device="cpu", dtype=dtype,
-                              rename=lambda k: None if _is_ignored(k) else k))
+                              rename=lambda k: None if is_ignored(k) else k))
     report: dict = {"ignored_keys": plan.ignored}
     unet, own_vae, text_models = _build_single_file(state, plan, path.name, report)
     del state
@@ -358,18 +248,6 @@ def _folder_text_specs(root: Path, is_xl: bool, has_first: bool) -> list[TextEnc
                             hidden_layer=-1, final_layer_norm=True)]
 
 
-def _folder_family(unet_config: UNetConfig, text_configs: list[CLIPTextConfig], prediction_type: str,
-                   is_xl: bool, has_first: bool) -> ModelFamily:
-    if is_xl:
-        return family_by_name("sdxl" if has_first else "sdxl_refiner")
-    matched = match_family(detect.unet_facts(unet_config))
-    if matched is not None:
-        return matched
-    # Small or unusual configs (the house model, test models): SD2-like if OpenCLIP-style text or v.
-    is_sd2 = text_configs[0].hidden_act == "gelu" or prediction_type == "v_prediction"
-    return family_by_name("sd2" if is_sd2 else "sd1")
-
-
 def load_folder(root: Path, device: torch.device, dtype: torch.dtype, prediction_type: str | None,
                 meta: bool = False, vae: AutoencoderKL | TAESD | None = None) -> DiffusionModel:
     index = _read_json(root / "model_index.json")
@@ -404,7 +282,7 @@ def load_folder(root: Path, device: torch.device, dtype: torch.dtype, prediction
     scheduler = _read_json(scheduler_path) if scheduler_path.is_file() else {}
     prediction_type = prediction_type or scheduler.get("prediction_type", "epsilon")
     scheduler["prediction_type"] = prediction_type
-    family = _folder_family(unet_config, text_configs, prediction_type, is_xl, has_first)
+    family = folder_family(unet_config, text_configs, prediction_type, is_xl, has_first)
     latent_size = unet_cfg_raw.get("sample_size")
     vae_scale = 2 ** (len(getattr(vae, "config", VAEConfig()).ch_mult) - 1) if not isinstance(vae, TAESD) else 8
     return DiffusionModel(
@@ -465,7 +343,7 @@ def load_vae(path: str | Path, *, device: str | torch.device = "cpu",
     header = read_header(path)
     shapes = {k: tuple(t.shape) for k, t in header.tensors.items()}
     kind = detect.classify_file(shapes)
-    state = dict(iter_tensors(path, dtype=dtype, rename=lambda k: None if _is_ignored(k) else k))
+    state = dict(iter_tensors(path, dtype=dtype, rename=lambda k: None if is_ignored(k) else k))
     if kind == "vae_ldm":
         state = detect.strip_prefix(state, detect.VAE_PREFIX)
         shapes = detect.strip_prefix(shapes, detect.VAE_PREFIX)
@@ -503,7 +381,7 @@ def inspect_model(path: str | Path, prediction_type: str | None = None) -> dict:
     if kind != "checkpoint":
         return {"path": str(path), "format": "single_file", "kind": kind, "tensors": len(shapes), "dtype": dtypes}
     hints = detect.hints_from_metadata(header.metadata, path.name)
-    plan = _plan_single_file(shapes, path.name, hints)
+    plan = plan_single_file(shapes, path.name, hints)
     report: dict = {"ignored_keys": plan.ignored}
     unet, vae, texts = _build_single_file(_meta_tensors(shapes), plan, path.name, report)
     prediction = prediction_type or hints.prediction_type or _guess_prediction_type(path, header, plan.family)
