@@ -10,6 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+from .api import (DEFAULT_GUIDANCE, DEFAULT_IMG2IMG_STRENGTH, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, SEED_MAX,
+                  SPACINGS)
 from .errors import CancelledError, InferenceError
 
 EXIT_BAD_INPUT = 2
@@ -26,15 +28,22 @@ def _add_generate(sub) -> None:
     p.add_argument("--vae", help="standalone VAE or TAESD file/folder to use instead of the model's")
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative", default="")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--sampler", default="euler", help="euler, euler_a, dpmpp_2m_karras, ddim, lcm")
-    p.add_argument("--timestep-spacing", choices=["leading", "linspace", "trailing"])
-    p.add_argument("--guidance", type=float, default=7.5)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0, help=f"0 to {SEED_MAX} (default 0)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"sampling steps (default: the model's recommendation, else {DEFAULT_STEPS})")
+    p.add_argument("--sampler", default=None, choices=list(SAMPLERS),
+                   help=f"default: the model's recommendation, else {DEFAULT_SAMPLER}")
+    p.add_argument("--timestep-spacing", choices=list(SPACINGS),
+                   help="default: the model's recommendation, else its scheduler config")
+    p.add_argument("--guidance", type=float, default=None,
+                   help=f"CFG scale (default: the model's recommendation, else {DEFAULT_GUIDANCE:g})")
+    p.add_argument("--guidance-rescale", type=float, default=None,
+                   help="rescaled CFG, 0–1, for zero-terminal-SNR models (default: the model's recommendation, else 0)")
+    p.add_argument("--width", type=int, default=None, help="default: the init image's, else the model's native size")
+    p.add_argument("--height", type=int, default=None, help="default: the init image's, else the model's native size")
     p.add_argument("--init-image")
-    p.add_argument("--strength", type=float, default=None)
+    p.add_argument("--strength", type=float, default=None,
+                   help=f"img2img: how much changes, 0–1 (default {DEFAULT_IMG2IMG_STRENGTH:g}; inpainting 1)")
     p.add_argument("--mask")
     p.add_argument("--extend", metavar="LEFT,TOP,RIGHT,BOTTOM",
                    help="outpaint: grow --init-image by these pixel margins (the result's sides must be multiples of 8)")
@@ -122,14 +131,37 @@ def _outpaint(args, request, init, mask):
     return outpaint_request(request, init, *margins, prefill=args.prefill, strength=strength)
 
 
+def _settings(args, info) -> tuple[dict, str | None]:
+    """Sampler, steps, guidance and spacing: what the user gave, else the model's preset; and a
+    note saying which values came from the preset when they differ from the engine's defaults."""
+    preset = info.preset
+    chosen = {
+        "sampler": args.sampler if args.sampler is not None else (preset.sampler if preset else DEFAULT_SAMPLER),
+        "steps": args.steps if args.steps is not None else (preset.steps if preset else DEFAULT_STEPS),
+        "guidance": args.guidance if args.guidance is not None else (preset.guidance if preset else DEFAULT_GUIDANCE),
+        "timestep_spacing": args.timestep_spacing if args.timestep_spacing is not None
+        else (preset.timestep_spacing if preset else None),
+        "guidance_rescale": args.guidance_rescale if args.guidance_rescale is not None
+        else (preset.guidance_rescale if preset else 0.0),
+    }
+    engine_defaults = {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE}
+    from_preset = [name for name in engine_defaults
+                   if getattr(args, name) is None and chosen[name] != engine_defaults[name]]
+    note = None
+    if preset is not None and from_preset:
+        values = ", ".join(f"{name} {chosen[name]}" if name == "sampler" else f"{name} {chosen[name]:g}"
+                           for name in from_preset)
+        note = f"{values} from the model's recommendation ({preset.source})"
+    return chosen, note
+
+
 def _generate(args) -> int:
-    import torch
-    from PIL import PngImagePlugin, Image
+    from PIL import Image, PngImagePlugin
     from tqdm import tqdm
 
+    from .api import GenerationRequest, validate_request
+    from .engine import Engine, ModelRef
     from .images import load_mask, load_rgb
-    from .loader import load_model
-    from .pipeline import GenerationRequest, Pipeline, validate_request
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
@@ -142,23 +174,33 @@ def _generate(args) -> int:
     device = _check_device(args.device)
     init = load_rgb(args.init_image) if args.init_image else None
     mask = load_mask(args.mask) if args.mask else None
-    model = load_model(model_path, device=device, dtype=args.dtype, prediction_type=args.prediction_type,
-                       vae_path=args.vae)
-    native = model.native_resolution
+    engine = Engine(device)
+    ref = ModelRef(model_path, vae_path=args.vae, dtype=args.dtype, prediction_type=args.prediction_type)
+    info = engine.info(ref)
+    if not info.runnable:
+        raise InferenceError(f"{model_path.name}: holds a {info.kind.replace('_', ' ')}, not a full checkpoint")
+    native = engine.native_resolution(ref)
     width = args.width or (init.shape[1] if init is not None else native)
     height = args.height or (init.shape[0] if init is not None else native)
-    strength = args.strength if args.strength is not None else (0.75 if init is not None and mask is None else 1.0)
-    request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
-                                sampler=args.sampler, timestep_spacing=args.timestep_spacing, guidance=args.guidance,
-                                width=width, height=height, init_image=init, strength=strength, mask=mask)
+    strength = args.strength if args.strength is not None else (
+        DEFAULT_IMG2IMG_STRENGTH if init is not None and mask is None else 1.0)
+    settings, note = _settings(args, info)
+    request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative, seed=args.seed,
+                                width=width, height=height, init_image=init, strength=strength, mask=mask,
+                                **settings)
     if args.extend:
         request = _outpaint(args, request, init, mask)
+    validate_request(request)  # before any loading or progress output, so bad input stays one line
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    for warning in engine.request_warnings(ref, request):
+        print(f"warning: {warning}", file=sys.stderr)
+    engine.load(ref)
     interrupted = {"flag": False}
 
     def on_sigint(signum, frame):
         interrupted["flag"] = True
 
-    validate_request(request)  # before any progress output, so bad input stays one line
     previous = signal.signal(signal.SIGINT, on_sigint)
     bars: list = []
 
@@ -168,25 +210,35 @@ def _generate(args) -> int:
         bars[0].update(step - bars[0].n)
 
     try:
-        result = Pipeline(model).generate(request, progress=progress, should_stop=lambda: interrupted["flag"])
+        result = engine.generate(ref, request, progress=progress, should_stop=lambda: interrupted["flag"])
     finally:
         for bar in bars:
             bar.close()
         signal.signal(signal.SIGINT, previous)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", _parameters_text(args, request, model))
+    model = engine.load(ref).model
+    info_text = PngImagePlugin.PngInfo()
+    info_text.add_text("parameters", _parameters_text(args, request, model))
     tmp = out.with_name(out.name + ".partial")
-    Image.fromarray(result.image).save(tmp, format="PNG", pnginfo=info)
+    Image.fromarray(result.image).save(tmp, format="PNG", pnginfo=info_text)
     tmp.replace(out)
     print(str(out))
-    del torch
     return 0
 
 
 def _inspect(args) -> int:
+    from dataclasses import asdict
+
+    from .api import read_model_info
     from .loader import inspect_model
 
-    print(json.dumps(inspect_model(args.path, args.prediction_type), indent=2))
+    report = inspect_model(args.path, args.prediction_type)
+    info = read_model_info(args.path, args.prediction_type)
+    # The torch-free facts the editor and the CLI plan with, next to the loader's key report.
+    report.update(native_resolution=info.native_resolution, latent_channels=info.latent_channels,
+                  latent_scaling_factor=info.latent_scaling_factor, latents_mean=info.latents_mean,
+                  latents_std=info.latents_std, scheduler_class=info.scheduler_class,
+                  recommended=asdict(info.preset) if info.preset else None, warnings=list(info.warnings))
+    print(json.dumps(report, indent=2))
     return 0
 
 

@@ -19,10 +19,9 @@ from typing import Optional, Protocol
 
 import numpy as np
 
+from inference.api import GenerationRequest, GenerationResult
 from inference.errors import CancelledError, InferenceError, ModelFormatError
-from inference.pipeline import GenerationRequest, GenerationResult
-
-from .tiled_decode import DEFAULT_TILES, OutOfMemoryError, free_memory, guard_decode, is_out_of_memory
+from inference.tiled_decode import DEFAULT_TILES, OutOfMemoryError
 
 log = logging.getLogger(__name__)
 
@@ -59,24 +58,20 @@ class ModelSpec:
 
 
 class TorchEngine:
-    """The in-process engine: one ``Pipeline`` per loaded model (each keeps its
-    prompt-embedding cache). Resident models stay loaded; loading any other
-    model first unloads the non-resident ones, so at most the preview model
-    and one final model are in memory."""
+    """The in-process engine for the editor: model ids mapped onto the engine facade
+    (:class:`inference.engine.Engine`), which owns residency, loading, the
+    out-of-memory retries and the tiled decode fallback. The facade keeps one
+    ``Pipeline`` per loaded model (each with its prompt-embedding cache);
+    resident models (the live preview) stay loaded, so at most the preview
+    model and one final model are in memory."""
 
     def __init__(self, models: Mapping[str, ModelSpec], device: str = "cpu",
                  loader: Optional[Callable[..., object]] = None, decode_tiles: tuple[int, ...] = DEFAULT_TILES):
-        from inference.loader import load_model
+        from inference.engine import Engine
 
         self.models = dict(models)
-        self.decode_tiles = decode_tiles  # latent tile sides for the out-of-memory decode retry
         self.device = device
-        self._loader = loader or load_model
-        self._pipelines: dict[str, object] = {}
-        self._architectures: dict[str, tuple] = {}  # model id -> (family, UNet input channels)
-        self._lock = threading.RLock()  # guards the dicts (short holds)
-        self._load_lock = threading.Lock()  # one load at a time (long holds)
-        self.loads: list[str] = []  # model ids in load order (diagnostics, tests)
+        self.engine = Engine(device, loader=loader, decode_tiles=decode_tiles)
 
     def _spec(self, model_id: str) -> ModelSpec:
         try:
@@ -84,132 +79,65 @@ class TorchEngine:
         except KeyError:
             raise ModelFormatError(f"no model configured as {model_id!r}") from None
 
+    def _ref(self, model_id: str):
+        from inference.engine import ModelRef
+
+        spec = self._spec(model_id)
+        return ModelRef(spec.path, vae_path=spec.vae_path, dtype=spec.dtype, resident=spec.resident, tag=model_id)
+
+    def _id_of(self, ref) -> str:
+        return ref.tag
+
+    @property
+    def loads(self) -> list[str]:
+        """Model ids in load order (diagnostics, tests)."""
+        return [self._id_of(ref) for ref in self.engine.loads]
+
     def model_label(self, model_id: str) -> str:
         spec = self._spec(model_id)
         return spec.label or Path(spec.path).name
 
-    def _architecture(self, model_id: str):
-        """(family, UNet input channels) from the loaded model, else from the file headers (no
-        weights, no load lock); read once per model, None when the headers cannot be read."""
-        with self._lock:
-            if model_id in self._architectures:
-                return self._architectures[model_id]
-            pipeline = self._pipelines.get(model_id)
-        if pipeline is not None:
-            value = (pipeline.model.family, int(pipeline.model.unet.config.in_channels))
-        else:
-            from inference.loader import inspect_model
-            from inference.registry import family_by_name
-
-            try:
-                report = inspect_model(self._spec(model_id).path)
-                value = (family_by_name(report["family"]), int(report["unet_in_channels"]))
-            except Exception:  # noqa: BLE001 - the load on the worker reports the real problem
-                return None
-        with self._lock:
-            self._architectures[model_id] = value
-        return value
-
     def native_resolution(self, model_id: str) -> int:
+        """The configured size, else the model's own (from its config or family, the same
+        number the CLI renders at); a planning fallback when the headers cannot be read."""
         spec = self._spec(model_id)
         if spec.native_resolution:
             return int(spec.native_resolution)
-        architecture = self._architecture(model_id)
-        return int(architecture[0].native_resolution) if architecture else FALLBACK_NATIVE
+        try:
+            return self.engine.native_resolution(self._ref(model_id))
+        except InferenceError:  # the load on the worker reports the real problem
+            return FALLBACK_NATIVE
 
     def unet_in_channels(self, model_id: str) -> int:
         """4 (ordinary), 9 (inpainting) or 8 (InstructPix2Pix); 4 when the headers cannot be read."""
-        architecture = self._architecture(model_id)
-        return architecture[1] if architecture else 4
+        try:
+            return int(self.engine.info(self._ref(model_id)).unet_in_channels or 4)
+        except InferenceError:
+            return 4
 
     def loaded(self) -> list[str]:
-        with self._lock:
-            return list(self._pipelines)
+        return [self._id_of(ref) for ref in self.engine.loaded()]
 
     def unload(self, keep: tuple[str, ...] = (), include_resident: bool = False) -> None:
-        with self._lock:
-            for model_id in list(self._pipelines):
-                if model_id in keep:
-                    continue
-                if self.models[model_id].resident and not include_resident:
-                    continue
-                del self._pipelines[model_id]
-        free_memory()
+        self.engine.unload(keep=tuple(self._ref(model_id) for model_id in keep), include_resident=include_resident)
 
     def ensure_loaded(self, model_id: str) -> None:
         self._pipeline(model_id)
 
     def _pipeline(self, model_id: str):
-        from inference.pipeline import Pipeline
-
-        with self._lock:
-            pipeline = self._pipelines.get(model_id)
-        if pipeline is not None:
-            return pipeline
-        with self._load_lock:  # the UI thread's queries take only self._lock
-            with self._lock:
-                pipeline = self._pipelines.get(model_id)
-            if pipeline is not None:
-                return pipeline
-            spec = self._spec(model_id)
-            self.unload(keep=(model_id,))
-            try:
-                model = self._load(spec)
-            except Exception as exc:  # noqa: BLE001
-                if not is_out_of_memory(exc):
-                    raise
-                self.unload(keep=(model_id,), include_resident=True)
-                try:
-                    model = self._load(spec)
-                except Exception as exc2:  # noqa: BLE001
-                    if is_out_of_memory(exc2):
-                        raise OutOfMemoryError(f"Not enough memory to load {self.model_label(model_id)}.") from None
-                    raise
-            pipeline = Pipeline(model)
-            with self._lock:
-                self._pipelines[model_id] = pipeline
-                self.loads.append(model_id)
-            return pipeline
-
-    def _load(self, spec: ModelSpec):
-        try:
-            return self._loader(spec.path, device=self.device, dtype=spec.dtype, vae_path=spec.vae_path)
-        except InferenceError:
-            raise
-        except OSError as exc:
-            raise ModelFormatError(f"{spec.path}: cannot read the model ({exc})") from None
+        return self.engine.load(self._ref(model_id))
 
     def generate(self, model_id: str, request: GenerationRequest, progress: Optional[Progress] = None,
                  should_stop: Optional[ShouldStop] = None) -> GenerationResult:
-        pipeline = self._pipeline(model_id)
-        for attempt in (1, 2):
-            try:
-                with guard_decode(pipeline.model.vae, self.decode_tiles):
-                    return pipeline.generate(request, progress=progress, should_stop=should_stop)
-            except OutOfMemoryError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                if not is_out_of_memory(exc):
-                    raise
-                # Like ComfyUI: free the other models and try once more.
-                log.warning("out of memory during sampling (attempt %d)", attempt)
-                self.unload(keep=(model_id,), include_resident=True)
-        raise OutOfMemoryError(
-            f"Out of memory generating a {request.width}x{request.height} image with "
-            f"{self.model_label(model_id)}. Try a smaller frame or fewer steps at once."
-        )
+        ref = self._ref(model_id)
+        try:
+            return self.engine.generate(ref, request, progress=progress, should_stop=should_stop)
+        except OutOfMemoryError as exc:
+            # The facade names the model by its file; the user knows it by its label.
+            raise OutOfMemoryError(str(exc).replace(ref.label, self.model_label(model_id))) from None
 
     def preview_image(self, model_id: str, latents) -> Optional[np.ndarray]:
-        import torch
-
-        from inference.images import tensor_to_rgb
-        from inference.pipeline import decode_latents
-
-        if latents is None:
-            return None
-        pipeline = self._pipeline(model_id)
-        with torch.no_grad():
-            return tensor_to_rgb(decode_latents(pipeline.model, latents))
+        return self.engine.preview_image(self._ref(model_id), latents)
 
 
 # --------------------------------------------------------------------------- fake

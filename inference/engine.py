@@ -1,0 +1,201 @@
+"""The engine facade: model residency, device, out-of-memory fallbacks, and the run of one request.
+
+The CLI and the editor (and later the render farm's workers) drive the engine only through this
+class and the torch-free `inference.api`. It keeps `Pipeline`s keyed by `ModelRef`: resident refs
+(the live-preview model) stay loaded, loading any other model first unloads the non-resident ones,
+so at most the preview model and one final model are in memory. On out-of-memory it frees the
+other models and retries once (loading and sampling), and the VAE decode falls back to tiles.
+
+Thread use: `generate`, `load` and `preview_image` run on one worker thread; `info` and
+`native_resolution` may be called from any thread (they read headers, never weights).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .api import GenerationRequest, GenerationResult, ModelInfo, read_model_info
+from .errors import InferenceError, ModelFormatError
+from .samplers import registry as sampler_registry
+from .tiled_decode import DEFAULT_TILES, OutOfMemoryError, free_memory, guard_decode, is_out_of_memory
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, object], None]  # (step, total, latents or None)
+ShouldStop = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model to run, and how: the key of a loaded pipeline."""
+
+    path: str | Path
+    vae_path: str | Path | None = None
+    unet_path: str | Path | None = None  # a UNet-only file on top of `path`'s VAE and text encoders
+    dtype: str | None = None  # default: fp16 on GPUs, fp32 on CPU
+    prediction_type: str | None = None  # override for files that don't say (SD2 single files)
+    resident: bool = False  # stays loaded (the live-preview model)
+    tag: str = ""  # tells apart two entries that load one file (the editor's model ids)
+
+    @property
+    def label(self) -> str:
+        return Path(self.path).name
+
+
+class Engine:
+    def __init__(self, device: str = "cpu", loader: Callable[..., object] | None = None,
+                 decode_tiles: tuple[int, ...] = DEFAULT_TILES):
+        self.device = device
+        self.decode_tiles = decode_tiles  # latent tile sides for the out-of-memory decode retry
+        self._loader = loader
+        self._pipelines: dict[ModelRef, object] = {}
+        self._infos: dict[tuple, ModelInfo] = {}
+        self._lock = threading.RLock()  # guards the dicts (short holds)
+        self._load_lock = threading.Lock()  # one load at a time (long holds)
+        self.loads: list[ModelRef] = []  # in load order (diagnostics, tests)
+
+    # ------------------------------------------------------------------ facts (any thread)
+    def info(self, ref: ModelRef | str | Path) -> ModelInfo:
+        """`read_model_info`, cached by path, size and modification time."""
+        ref = ref if isinstance(ref, ModelRef) else ModelRef(ref)
+        path = Path(ref.path)
+        try:
+            stat = path.stat()
+            key = (str(path), stat.st_size, stat.st_mtime_ns, ref.prediction_type)
+        except OSError:
+            raise ModelFormatError(f"{path}: no such file or folder") from None
+        with self._lock:
+            cached = self._infos.get(key)
+        if cached is not None:
+            return cached
+        info = read_model_info(path, ref.prediction_type)
+        with self._lock:
+            self._infos[key] = info
+        return info
+
+    def native_resolution(self, ref: ModelRef) -> int:
+        """The size the model was trained at, from its config or family (never loads weights)."""
+        loaded = self._loaded(ref)
+        if loaded is not None:
+            return int(loaded.model.native_resolution)
+        native = self.info(ref).native_resolution
+        if native is None:
+            raise ModelFormatError(f"{Path(ref.path).name}: not a model that renders images")
+        return int(native)
+
+    def request_warnings(self, ref: ModelRef, request: GenerationRequest) -> list[str]:
+        """One-line notes for the user before a render: a scheduler class we sample differently,
+        a size far from the native one (SD models tile their scene beyond ~1.5× their size)."""
+        notes: list[str] = []
+        info = self.info(ref)
+        substitution = sampler_registry.scheduler_substitution(info.scheduler_class, request.sampler)
+        if substitution:
+            notes.append(substitution)
+        native = info.native_resolution
+        if native and max(request.width, request.height) > 1.5 * native:
+            notes.append(f"{request.width}x{request.height} is well above {Path(ref.path).name}'s native "
+                         f"{native}x{native}: expect repeated objects; render at {native} and upscale instead")
+        return notes
+
+    # ------------------------------------------------------------------ residency (worker thread)
+    def _loaded(self, ref: ModelRef):
+        with self._lock:
+            return self._pipelines.get(ref)
+
+    def loaded(self) -> list[ModelRef]:
+        with self._lock:
+            return list(self._pipelines)
+
+    def unload(self, keep: tuple[ModelRef, ...] = (), include_resident: bool = False) -> None:
+        with self._lock:
+            for ref in list(self._pipelines):
+                if ref in keep or (ref.resident and not include_resident):
+                    continue
+                del self._pipelines[ref]
+        free_memory()
+
+    def load(self, ref: ModelRef):
+        """The ref's `Pipeline`, loading it (and unloading non-resident others) when needed."""
+        from .pipeline import Pipeline
+
+        pipeline = self._loaded(ref)
+        if pipeline is not None:
+            return pipeline
+        with self._load_lock:  # queries from other threads take only self._lock
+            pipeline = self._loaded(ref)
+            if pipeline is not None:
+                return pipeline
+            self.unload(keep=(ref,))
+            try:
+                model = self._load_model(ref)
+            except Exception as exc:  # noqa: BLE001 - only OOM is handled here
+                if not is_out_of_memory(exc):
+                    raise
+                self.unload(keep=(ref,), include_resident=True)
+                try:
+                    model = self._load_model(ref)
+                except Exception as exc2:  # noqa: BLE001
+                    if is_out_of_memory(exc2):
+                        raise OutOfMemoryError(f"Not enough memory to load {ref.label}.") from None
+                    raise
+            pipeline = Pipeline(model)
+            with self._lock:
+                self._pipelines[ref] = pipeline
+                self.loads.append(ref)
+            return pipeline
+
+    def _load_model(self, ref: ModelRef):
+        kwargs = dict(device=self.device, dtype=ref.dtype, vae_path=ref.vae_path)
+        if ref.prediction_type is not None:
+            kwargs["prediction_type"] = ref.prediction_type
+        if ref.unet_path is not None:
+            kwargs["unet_path"] = ref.unet_path
+        try:
+            if self._loader is not None:
+                return self._loader(ref.path, **kwargs)
+            from .loader import load_model
+
+            return load_model(ref.path, **kwargs)
+        except InferenceError:
+            raise
+        except OSError as exc:
+            raise ModelFormatError(f"{ref.path}: cannot read the model ({exc.strerror or exc})") from None
+
+    # ------------------------------------------------------------------ running
+    def generate(self, ref: ModelRef, request: GenerationRequest, progress: Progress | None = None,
+                 should_stop: ShouldStop | None = None, return_latents: bool = False) -> GenerationResult:
+        pipeline = self.load(ref)
+        for attempt in (1, 2):
+            try:
+                with guard_decode(pipeline.model.vae, self.decode_tiles):
+                    return pipeline.generate(request, progress=progress, should_stop=should_stop,
+                                             return_latents=return_latents)
+            except OutOfMemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                if not is_out_of_memory(exc):
+                    raise
+                # Like ComfyUI: free the other models and try once more.
+                log.warning("out of memory during sampling (attempt %d)", attempt)
+                self.unload(keep=(ref,), include_resident=True)
+        raise OutOfMemoryError(f"Out of memory generating a {request.width}x{request.height} image with "
+                               f"{ref.label}. Try a smaller frame or fewer steps at once.")
+
+    def preview_image(self, ref: ModelRef, latents):
+        """Decode intermediate latents for a progress preview (uint8 RGB), or None."""
+        import torch
+
+        from .images import tensor_to_rgb
+        from .pipeline import decode_latents
+
+        if latents is None:
+            return None
+        pipeline = self.load(ref)
+        with torch.no_grad():
+            return tensor_to_rgb(decode_latents(pipeline.model, latents))
+
+
+__all__ = ["Engine", "ModelRef"]
