@@ -198,4 +198,4 @@ class Engine:
             return tensor_to_rgb(decode_latents(pipeline.model, latents))
 
 
-__all__ = ["Engine", "ModelRef"]
+__all__ = ["DEFAULT_TILES", "Engine", "ModelRef", "OutOfMemoryError", "is_out_of_memory"]

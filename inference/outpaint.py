@@ -24,8 +24,7 @@ import cv2
 import numpy as np
 
 from .errors import InvalidRequestError
-from .images import as_rgb_array
-from .pipeline import GenerationRequest
+from .requests import GenerationRequest, as_rgb_array
 
 Prefill = Literal["edge", "telea", "mirror"]
 

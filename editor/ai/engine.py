@@ -21,7 +21,7 @@ import numpy as np
 
 from inference.api import GenerationRequest, GenerationResult
 from inference.errors import CancelledError, InferenceError, ModelFormatError
-from inference.tiled_decode import DEFAULT_TILES, OutOfMemoryError
+from inference.engine import DEFAULT_TILES, OutOfMemoryError
 
 log = logging.getLogger(__name__)
 

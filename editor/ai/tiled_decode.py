@@ -1,10 +1,3 @@
-"""Moved to :mod:`inference.tiled_decode` (the engine facade owns the out-of-memory fallback)."""
-from inference.tiled_decode import (  # noqa: F401 - re-exported for existing imports
-    DEFAULT_TILES,
-    OutOfMemoryError,
-    decode_with_fallback,
-    free_memory,
-    guard_decode,
-    is_out_of_memory,
-    tiled_decode,
-)
+"""Moved into the engine (:mod:`inference.tiled_decode`, reached through the :mod:`inference.engine`
+facade, which owns the out-of-memory fallback); these names stay importable from here."""
+from inference.engine import DEFAULT_TILES, OutOfMemoryError, is_out_of_memory  # noqa: F401 - re-exported

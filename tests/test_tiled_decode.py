@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editor.ai.tiled_decode import OutOfMemoryError, decode_with_fallback, guard_decode, is_out_of_memory, tiled_decode
+from inference.tiled_decode import OutOfMemoryError, decode_with_fallback, guard_decode, is_out_of_memory, tiled_decode
 
 
 def pointwise_decode(z):
