@@ -28,6 +28,12 @@ Progress = Callable[[int, int, object], None]  # (step, total, latents or None)
 ShouldStop = Callable[[], bool]
 
 
+def warm_up_imports() -> None:
+    """Import torch and the loading/sampling modules now (seconds), e.g. on a background thread
+    at start-up, so the first generation does not pay for it."""
+    from . import loader, pipeline  # noqa: F401
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """Which model to run, and how: the key of a loaded pipeline."""
@@ -198,4 +204,4 @@ class Engine:
             return tensor_to_rgb(decode_latents(pipeline.model, latents))
 
 
-__all__ = ["DEFAULT_TILES", "Engine", "ModelRef", "OutOfMemoryError", "is_out_of_memory"]
+__all__ = ["DEFAULT_TILES", "Engine", "ModelRef", "OutOfMemoryError", "is_out_of_memory", "warm_up_imports"]
