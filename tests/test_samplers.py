@@ -77,6 +77,8 @@ def diffusers_scheduler(name: str, cfg: dict, spacing: str | None = None):
         )
     if name == "ddim":
         return diffusers.DDIMScheduler.from_config(cfg, **overrides)
+    if name == "tcd":  # step()'s default eta, 0.3, is also ours
+        return diffusers.TCDScheduler.from_config(cfg, **overrides)
     return diffusers.LCMScheduler.from_config(cfg, **overrides)
 
 

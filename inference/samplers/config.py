@@ -6,6 +6,10 @@
 dict lacks take *that class's* default (the defaults differ: Euler spaces timesteps "linspace",
 DDIM and LCM "leading"; DDIM clips x0 unless told not to; LCM has its own beta range).
 
+A config whose ``_class_name`` is an EDM class (``is_edm``) resolves to EDMEulerScheduler's keys
+for euler and EDMDPMSolverMultistepScheduler's for dpmpp_2m_karras (sigma_min/max/data, rho,
+sigma_schedule...); other samplers refuse it. TCD reads LCM's keys with LCM's defaults.
+
 Two ``from_config`` details are replicated because they change numbers:
 
 * keys listed in ``_use_default_values`` are treated as absent (diffusers drops them);
@@ -22,10 +26,13 @@ from types import MappingProxyType
 from typing import Any
 
 from inference.errors import InvalidRequestError
-from inference.samplers.registry import check_sampler
-
+from inference.samplers.registry import (
+    DIFFUSERS_SPACINGS,
+    SPACINGS,  # noqa: F401  (re-exported by inference.samplers)
+    check_sampler,
+    is_edm_class,
+)
 from inference.samplers.registry import SAMPLERS as _REGISTRY
-from inference.samplers.registry import SPACINGS
 
 SAMPLER_NAMES = tuple(_REGISTRY)
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
@@ -103,10 +110,41 @@ _CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "timestep_scaling": 10.0,
     },
 }
+# TCDScheduler declares exactly LCMScheduler's keys and defaults (it ignores the clipping ones).
+_CLASS_DEFAULTS["tcd"] = dict(_CLASS_DEFAULTS["lcm"])
+
+# EDM classes (Playground v2.5) share none of the beta keys: their own table, per sampler.
+_EDM_COMMON: dict[str, Any] = {  # EDMEulerScheduler
+    "sigma_min": 0.002,
+    "sigma_max": 80.0,
+    "sigma_data": 0.5,
+    "sigma_schedule": "karras",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "rho": 7.0,
+    "final_sigmas_type": "zero",
+}
+_EDM_CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "euler": dict(_EDM_COMMON),
+    "dpmpp_2m_karras": {  # EDMDPMSolverMultistepScheduler
+        **_EDM_COMMON,
+        "solver_order": 2,
+        "thresholding": False,
+        "dynamic_thresholding_ratio": 0.995,
+        "sample_max_value": 1.0,
+        "algorithm_type": "dpmsolver++",
+        "solver_type": "midpoint",
+        "lower_order_final": True,
+        "euler_at_final": False,
+    },
+}
 
 # What each sampler name forces on top of the config (the name is the recipe).
 _FORCED: dict[str, dict[str, Any]] = {
     "dpmpp_2m_karras": {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+}
+_EDM_FORCED: dict[str, dict[str, Any]] = {
+    "dpmpp_2m_karras": {"algorithm_type": "dpmsolver++", "solver_order": 2, "sigma_schedule": "karras"},
 }
 
 def check_sampler_name(sampler: str) -> None:
@@ -174,6 +212,16 @@ class SchedulerConfig:
     def set_alpha_to_one(self) -> bool | None:
         return self.raw.get("set_alpha_to_one")
 
+    @property
+    def class_name(self) -> str | None:
+        """The diffusers scheduler class the folder names (``_class_name``), if any."""
+        name = self.raw.get("_class_name")
+        return name if isinstance(name, str) else None
+
+    @property
+    def is_edm(self) -> bool:
+        return is_edm_class(self.class_name)
+
     def _validate(self) -> None:
         n = self._get("num_train_timesteps")
         if isinstance(n, bool) or not isinstance(n, int) or n < 2:
@@ -183,12 +231,14 @@ class SchedulerConfig:
         if self.prediction_type not in PREDICTION_TYPES:
             raise InvalidRequestError(f"unsupported scheduler prediction_type {self.prediction_type!r}")
         spacing = self.timestep_spacing
-        if spacing is not None and spacing not in SPACINGS:
+        if spacing is not None and spacing not in DIFFUSERS_SPACINGS:
             raise InvalidRequestError(f"unsupported scheduler timestep_spacing {spacing!r}")
 
     def resolved(self, sampler: str, **overrides: Any) -> dict[str, Any]:
         """Every key ``sampler``'s diffusers class reads, as ``Class.from_config(raw, **overrides)``."""
         check_sampler_name(sampler)
+        if self.is_edm:
+            return self._resolved_edm(sampler, overrides)
         defaults = {**_COMMON, **_CLASS_DEFAULTS[sampler]}
         out: dict[str, Any] = {}
         for key, default in defaults.items():
@@ -201,6 +251,20 @@ class SchedulerConfig:
             out["sigma_max"] = self.raw.get("sigma_max")
         out.update(_FORCED.get(sampler, {}))
         out.update({k: v for k, v in overrides.items() if v is not None})
+        return out
+
+    def _resolved_edm(self, sampler: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The EDM class's view. Keys it does not declare (timestep_spacing) are dropped, as its
+        ``from_config`` drops them."""
+        if sampler not in _EDM_CLASS_DEFAULTS:
+            takers = ", ".join(f"{s} ({_REGISTRY[s].edm_class})" for s in _EDM_CLASS_DEFAULTS)
+            raise InvalidRequestError(
+                f"sampler {sampler!r} cannot sample this model's EDM scheduler {self.class_name}; use {takers}"
+            )
+        out = {key: default if self.raw.get(key) is None else self.raw[key]
+               for key, default in _EDM_CLASS_DEFAULTS[sampler].items()}
+        out.update(_EDM_FORCED.get(sampler, {}))
+        out.update({k: v for k, v in overrides.items() if v is not None and k in out})
         return out
 
 

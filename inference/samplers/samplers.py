@@ -5,7 +5,7 @@ takes the VE latent ``x`` at ``schedule.sigmas[0]`` and returns the VE latent at
 ``schedule.sigmas[-1]``; the pipeline then calls ``schedule.output_latents`` for the VAE.
 
 * ``model(x, sigma, timestep) -> denoised`` is an x0 predictor (see ``denoiser.make_denoiser``).
-* ``generator``: per-step noise (Euler-a, LCM) is drawn as
+* ``generator``: per-step noise (Euler-a, LCM, TCD) is drawn as
   ``torch.randn(x.shape, generator=generator, dtype=float32, device="cpu")`` and moved to x's
   device, so a CPU generator gives the same draws, in the same order and shape, as diffusers'
   ``randn_tensor`` on any device (a float16/bfloat16 randn on CPU equals the float32 one cast).
@@ -34,10 +34,16 @@ ShouldStop = Callable[[], bool]
 Sampler = Callable[..., torch.Tensor]
 
 
-def _expect(schedule: Schedule, name: str) -> None:
+def _expect(model: Denoiser, schedule: Schedule, name: str) -> None:
     # A schedule is one diffusers scheduler's; another sampler would silently diverge from it.
     if schedule.sampler != name:
         raise InvalidRequestError(f"schedule was built for sampler {schedule.sampler!r}, not {name!r}")
+    # An EDM schedule with a VP denoiser (or the reverse) gives noise, not an image.
+    wanted = "vp" if schedule.edm_sigma_data is None else "edm"
+    have = getattr(model, "preconditioning", wanted)  # a bare callable is trusted
+    if have != wanted:
+        raise InvalidRequestError(f"the denoiser is {have.upper()}-preconditioned but the schedule is "
+                                  f"{wanted.upper()}: build it with make_denoiser(unet_fn, prediction_type, schedule)")
 
 
 def _check_stop(should_stop: ShouldStop | None, step: int, total: int) -> None:
@@ -89,7 +95,7 @@ def sample_euler(
     should_stop: ShouldStop | None = None,
 ) -> torch.Tensor:
     """Euler's method on the probability-flow ODE (Karras et al. 2022, alg. 2 without churn)."""
-    _expect(schedule, "euler")
+    _expect(model, schedule, "euler")
     sigmas, timesteps, n = schedule.sigma_values, schedule.timestep_values, schedule.num_steps
     for i in range(n):
         _check_stop(should_stop, i, n)
@@ -111,7 +117,7 @@ def sample_euler_ancestral(
     should_stop: ShouldStop | None = None,
 ) -> torch.Tensor:
     """Ancestral Euler: step down to sigma_down deterministically, then add sigma_up of noise."""
-    _expect(schedule, "euler_a")
+    _expect(model, schedule, "euler_a")
     sigmas, timesteps, n = schedule.sigma_values, schedule.timestep_values, schedule.num_steps
     ups, downs = [], []
     for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
@@ -170,7 +176,7 @@ def sample_dpmpp_2m(
     should_stop: ShouldStop | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M): second-order multistep, reusing the previous step's x0 prediction."""
-    _expect(schedule, "dpmpp_2m_karras")
+    _expect(model, schedule, "dpmpp_2m_karras")
     sigmas, timesteps, n = schedule.sigma_values, schedule.timestep_values, schedule.num_steps
     coefficients = _dpm_coefficients(schedule)
     previous: torch.Tensor | None = None
@@ -197,7 +203,7 @@ def sample_ddim(
     should_stop: ShouldStop | None = None,
 ) -> torch.Tensor:
     """Deterministic DDIM (Song et al. 2021, eta = 0): x0 and eps recombined at the next level."""
-    _expect(schedule, "ddim")
+    _expect(model, schedule, "ddim")
     sigmas, timesteps, n = schedule.sigma_values, schedule.timestep_values, schedule.num_steps
     for i in range(n):
         _check_stop(should_stop, i, n)
@@ -221,7 +227,7 @@ def sample_lcm(
     should_stop: ShouldStop | None = None,
 ) -> torch.Tensor:
     """Latent consistency sampling (Luo et al. 2023): jump to x0, re-noise to the next level."""
-    _expect(schedule, "lcm")
+    _expect(model, schedule, "lcm")
     sigmas, timesteps, n = schedule.sigma_values, schedule.timestep_values, schedule.num_steps
     for i in range(n):
         _check_stop(should_stop, i, n)
@@ -237,12 +243,39 @@ def sample_lcm(
     return x
 
 
+@torch.no_grad()
+def sample_tcd(
+    model: Denoiser,
+    x: torch.Tensor,
+    schedule: Schedule,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    should_stop: ShouldStop | None = None,
+) -> torch.Tensor:
+    """TCD's strategic stochastic sampling (Zheng et al. 2024): move along the predicted
+    trajectory to the lower level s, then add gamma-controlled noise back up to the next level."""
+    _expect(model, schedule, "tcd")
+    sigmas, timesteps, n = schedule.sigma_values, schedule.timestep_values, schedule.num_steps
+    for i in range(n):
+        _check_stop(should_stop, i, n)
+        denoised = model(x, sigmas[i], timesteps[i])
+        keep = schedule.tcd_keep[i]
+        x = x * keep + denoised * (1.0 - keep)  # = x0 + sigma_s * eps, the latent at s
+        if schedule.tcd_gamma > 0 and i < n - 1:
+            # diffusers draws whenever gamma > 0, except after the last step.
+            x = x + noise_like(x, generator) * schedule.tcd_noise[i]
+        x = _after_step(callback, i, x, denoised)
+    return x
+
+
 SAMPLERS: dict[str, Sampler] = {
     "euler": sample_euler,
     "euler_a": sample_euler_ancestral,
     "dpmpp_2m_karras": sample_dpmpp_2m,
     "ddim": sample_ddim,
     "lcm": sample_lcm,
+    "tcd": sample_tcd,
 }
 
 

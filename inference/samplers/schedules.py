@@ -29,7 +29,22 @@ diffusers quirks reproduced here (0.42.1):
 * LCM ignores the spacing: timesteps come from a 50-step (``original_inference_steps``) grid, with
   c_skip/c_out boundary scalings and fresh noise after every step but the last;
 * Euler, Euler-a and DPM clamp alpha_cumprod[-1] to 2**-24 under ``rescale_betas_zero_snr``;
-  DDIM and LCM keep it 0, an infinite sigma, which VE space cannot hold (InvalidRequestError).
+  DDIM and LCM keep it 0, an infinite sigma, which VE space cannot hold (InvalidRequestError);
+* TCD (TCDScheduler) walks LCM's timesteps; each step goes to s = floor((1 - gamma) * t_next)
+  along the predicted trajectory, then re-noises up to t_next with fresh noise (gamma > 0, every
+  step but the last); the last step ends at alpha_cumprod[0], not at sigma 0. gamma is diffusers'
+  step() argument ``eta``: ``build_schedule(..., eta=)``, default 0.3;
+* EDM configs (``_class_name`` EDMEulerScheduler / EDMDPMSolverMultistepScheduler, Playground
+  v2.5): euler and dpmpp_2m_karras walk Karras (or exponential) sigmas over [sigma_min, sigma_max]
+  on the VE latent, the UNet gets c_noise = log(sigma) / 4, the start is
+  ``noise * sqrt(sigma_max**2 + 1)`` (diffusers' init_noise_sigma), and the denoiser applies EDM
+  preconditioning (``make_denoiser(..., schedule)``). EDM Euler computes its Karras ramp in
+  float64, EDM DPM in float32; with final_sigmas_type "sigma_min" Euler ends on its last Karras
+  sigma and DPM on the configured sigma_min. Other samplers refuse EDM configs;
+* "sgm_uniform" and "simple" (ComfyUI's names, for SDXL-Lightning / Hyper-SD presets) are our
+  own spacings for euler / euler_a: "simple" takes training timesteps N-1-int(i*N/steps) (equal to
+  diffusers' "trailing" whenever steps divides N: 1, 2, 4, 5, 8, 10... of 1000), "sgm_uniform" takes
+  t = linspace(N-1, 0, steps+1)[:-1] with sigmas interpolated in log space; both end at sigma 0.
 
 One deliberate deviation: for "trailing" spacing, numpy's float ``arange`` gives diffusers one
 timestep too many (t = -1) for some step counts (61, 103, ...); we keep exactly ``steps``.
@@ -45,10 +60,15 @@ import numpy as np
 import torch
 
 from inference.errors import InvalidRequestError
-from inference.samplers.config import SPACINGS, SchedulerConfig, as_config, check_sampler_name
+from inference.samplers.config import SchedulerConfig, as_config, check_sampler_name
+from inference.samplers.registry import SIGMA_SPACINGS, check_spacing
 
-# Samplers whose diffusers loop holds the VP latent (init_noise_sigma 1, no scale_model_input).
-_VP_SAMPLERS = frozenset({"dpmpp_2m_karras", "ddim", "lcm"})
+# Samplers whose diffusers loop holds the VP latent (init_noise_sigma 1, no scale_model_input);
+# under an EDM config every sampler holds the VE latent.
+_VP_SAMPLERS = frozenset({"dpmpp_2m_karras", "ddim", "lcm", "tcd"})
+# TCD's gamma (diffusers' `eta`): the value the TCD authors and diffusers' TCD docs use.
+# diffusers' SD/SDXL pipelines pass their own eta argument, 0.0 unless told otherwise.
+TCD_DEFAULT_ETA = 0.3
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +92,10 @@ class Schedule:
     ddim_coeffs: tuple[tuple[float, float], ...] = ()  # DDIM: x_next = a * x0 + b * eps
     lcm_c_skip: tuple[float, ...] = ()
     lcm_c_out: tuple[float, ...] = ()
+    tcd_gamma: float = 0.0  # TCD: > 0 draws fresh noise after every step but the last
+    tcd_keep: tuple[float, ...] = ()  # TCD: x_s = keep * x + (1 - keep) * x0, keep = sigma_s / sigma_t
+    tcd_noise: tuple[float, ...] = ()  # TCD: then + noise * sqrt(sigma_next^2 - sigma_s^2)
+    edm_sigma_data: float | None = None  # EDM preconditioning (Karras et al. 2022), else None
     x0_clip: float | None = None  # clamp x0 to +-this (DDIM/LCM clip_sample)
     x0_threshold: tuple[float, float] | None = None  # dynamic thresholding (ratio, max value)
     # Python copies of the tensors above, for a loop without device syncs.
@@ -175,7 +199,8 @@ def _sigma_to_t(sigma: float, log_sigmas: np.ndarray) -> float:
     low = min(max(low, 0), len(log_sigmas) - 2)
     w = (log_sigmas[low] - log_sigma) / (log_sigmas[low] - log_sigmas[low + 1])
     w = np.clip(w, 0, 1)
-    return float((1 - w) * low + w * (low + 1))
+    # int64 indices, as diffusers' index arrays: a float32 w then interpolates in float64.
+    return float((1 - w) * np.int64(low) + w * np.int64(low + 1))
 
 
 def _karras(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> np.ndarray:
@@ -201,6 +226,37 @@ def _euler_timesteps(spacing: str, n_train: int, steps: int, offset: int) -> np.
         ts = (np.arange(0, steps) * (n_train // steps)).round()[::-1].copy().astype(np.float32)
         return ts + offset
     return _trailing(n_train, steps).astype(np.float32) - 1
+
+
+def _simple(train: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """ComfyUI's "simple": every (N/steps)-th training sigma from the top, index truncated.
+
+    Equal to diffusers' "trailing" whenever steps divides N (1, 2, 4, 5, 8, 10... of 1000);
+    otherwise trailing rounds where this truncates, so some trailing timesteps sit one lower.
+    """
+    n_train = len(train)
+    index = np.array([n_train - 1 - int(x * (n_train / steps)) for x in range(steps)], dtype=np.int64)
+    return index.astype(np.float32), train[index]
+
+
+def _sgm_uniform(train: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """ComfyUI's "sgm_uniform": steps+1 points evenly from t=N-1 to t=0, the last dropped.
+
+    The sigma at a fractional t interpolates the training table in log sigma, in float32 (as
+    ComfyUI does). The UNet gets the t diffusers computes back from that sigma (what
+    EulerDiscreteScheduler.set_timesteps(sigmas=...) passes), which is t up to float rounding.
+    """
+    n_train = len(train)
+    t = torch.linspace(n_train - 1, 0, steps + 1, dtype=torch.float32)[:-1]
+    log_table = torch.from_numpy(train).log()
+    low, high, w = t.floor().long(), t.ceil().long(), t.frac()
+    sigmas = ((1 - w) * log_table[low] + w * log_table[high]).exp().numpy()
+    log_sigmas = np.log(train)
+    timesteps = np.array([_sigma_to_t(sigma, log_sigmas) for sigma in sigmas], dtype=np.float32)
+    return timesteps, sigmas
+
+
+_SIGMA_SPACED = {"simple": _simple, "sgm_uniform": _sgm_uniform}
 
 
 def _ddim_timesteps(spacing: str, n_train: int, steps: int, offset: int) -> np.ndarray:
@@ -240,9 +296,19 @@ def _final_sigma(cfg: Mapping[str, Any], alphas_cumprod: torch.Tensor) -> float:
 
 def _euler_init_noise_sigma(sigmas: np.ndarray, spacing: str) -> float:
     max_sigma = torch.from_numpy(sigmas).max()
-    if spacing in ("linspace", "trailing"):
+    if spacing != "leading":
         return float(max_sigma)
     return float((max_sigma**2 + 1) ** 0.5)  # the "leading" quirk: a VP-style start
+
+
+def _discrete_sigmas(cfg: Mapping[str, Any], train: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Euler/Euler-a timesteps [n] and sigmas [n] (no final sigma) for the config's spacing."""
+    spacing = cfg["timestep_spacing"]
+    if spacing in _SIGMA_SPACED:
+        return _SIGMA_SPACED[spacing](train, steps)
+    n_train = int(cfg["num_train_timesteps"])
+    timesteps = _euler_timesteps(spacing, n_train, steps, int(cfg["steps_offset"]))
+    return timesteps, np.interp(timesteps, np.arange(0, len(train)), train)
 
 
 def _build_euler(cfg: Mapping[str, Any], steps: int) -> _Full:
@@ -250,17 +316,21 @@ def _build_euler(cfg: Mapping[str, Any], steps: int) -> _Full:
     if cfg["interpolation_type"] != "linear":
         raise InvalidRequestError(f"unsupported scheduler interpolation_type {cfg['interpolation_type']!r}")
     ac = _alphas_cumprod(cfg, clamp_terminal=True)
-    n_train = int(cfg["num_train_timesteps"])
-    timesteps = _euler_timesteps(cfg["timestep_spacing"], n_train, steps, int(cfg["steps_offset"]))
     train = _train_sigmas(ac)
     log_sigmas = np.log(train)
-    sigmas = np.interp(timesteps, np.arange(0, len(train)), train)
+    timesteps, sigmas = _discrete_sigmas(cfg, train, steps)
+    sigma_spaced = cfg["timestep_spacing"] in _SIGMA_SPACED
+    if cfg["use_karras_sigmas"] and sigma_spaced:
+        raise InvalidRequestError(f"timestep spacing {cfg['timestep_spacing']!r} picks the sigmas itself; "
+                                  "it cannot be combined with the model's use_karras_sigmas")
     if cfg["use_karras_sigmas"]:
         lo = cfg["sigma_min"] if cfg["sigma_min"] is not None else sigmas[-1].item()
         hi = cfg["sigma_max"] if cfg["sigma_max"] is not None else sigmas[0].item()
         sigmas = _karras(lo, hi, steps)
         timesteps = np.array([_sigma_to_t(s, log_sigmas) for s in sigmas])  # fractional, unrounded
-    sigmas = np.concatenate([sigmas, [_final_sigma(cfg, ac)]]).astype(np.float32)
+    # The sigma spacings end at 0 whatever final_sigmas_type says (ComfyUI appends 0).
+    final = 0.0 if sigma_spaced else _final_sigma(cfg, ac)
+    sigmas = np.concatenate([sigmas, [final]]).astype(np.float32)
     timesteps = timesteps.astype(np.float32)
     if cfg["timestep_type"] == "continuous" and cfg["prediction_type"] == "v_prediction":
         # EDM-style models get c_noise = log(sigma) / 4 instead of a training timestep.
@@ -270,10 +340,7 @@ def _build_euler(cfg: Mapping[str, Any], steps: int) -> _Full:
 
 def _build_euler_ancestral(cfg: Mapping[str, Any], steps: int) -> _Full:
     ac = _alphas_cumprod(cfg, clamp_terminal=True)
-    n_train = int(cfg["num_train_timesteps"])
-    timesteps = _euler_timesteps(cfg["timestep_spacing"], n_train, steps, int(cfg["steps_offset"]))
-    train = _train_sigmas(ac)
-    sigmas = np.interp(timesteps, np.arange(0, len(train)), train)
+    timesteps, sigmas = _discrete_sigmas(cfg, _train_sigmas(ac), steps)
     sigmas = np.concatenate([sigmas, [0.0]]).astype(np.float32)
     return _Full(timesteps, sigmas, _euler_init_noise_sigma(sigmas, cfg["timestep_spacing"]))
 
@@ -291,8 +358,6 @@ def _build_dpmpp_2m_karras(cfg: Mapping[str, Any], steps: int) -> _Full:
     _reject(cfg, "dpmpp_2m_karras", ("use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas"))
     if cfg["variance_type"] is not None:
         raise InvalidRequestError(f"unsupported scheduler variance_type {cfg['variance_type']!r}")
-    if cfg["solver_type"] not in ("midpoint", "heun"):
-        raise InvalidRequestError(f"unsupported scheduler solver_type {cfg['solver_type']!r}")
     ac = _alphas_cumprod(cfg, clamp_terminal=True)
     train = _train_sigmas(ac)
     log_sigmas = np.log(train)
@@ -306,7 +371,13 @@ def _build_dpmpp_2m_karras(cfg: Mapping[str, Any], steps: int) -> _Full:
         timesteps = timesteps.round()
     timesteps = timesteps.astype(np.int64)
     sigmas = np.concatenate([sigmas, [_final_sigma(cfg, ac)]]).astype(np.float32)
-    n = len(timesteps)
+    return _Full(timesteps, sigmas, 1.0, _dpm_extras(cfg, len(timesteps)))
+
+
+def _dpm_extras(cfg: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """DPM-Solver++(2M) per-step orders and options (shared by the discrete and EDM classes)."""
+    if cfg["solver_type"] not in ("midpoint", "heun"):
+        raise InvalidRequestError(f"unsupported scheduler solver_type {cfg['solver_type']!r}")
     # diffusers drops to first order on the last step in these cases ("lower_order_final").
     last_first_order = (
         cfg["euler_at_final"]
@@ -314,8 +385,7 @@ def _build_dpmpp_2m_karras(cfg: Mapping[str, Any], steps: int) -> _Full:
         or cfg["final_sigmas_type"] == "zero"
     )
     orders = tuple(1 if (i == n - 1 and last_first_order) else 2 for i in range(n))
-    extras = {"orders": orders, "solver_type": cfg["solver_type"], **_x0_postprocess(cfg)}
-    return _Full(timesteps, sigmas, 1.0, extras)
+    return {"orders": orders, "solver_type": cfg["solver_type"], **_x0_postprocess(cfg)}
 
 
 def _vp_sigma(alpha_cumprod: float) -> float:
@@ -343,18 +413,24 @@ def _build_ddim(cfg: Mapping[str, Any], steps: int) -> _Full:
     return _Full(timesteps, sigmas, 1.0, {"ddim_coeffs": coeffs, **_x0_postprocess(cfg)})
 
 
-def _build_lcm(cfg: Mapping[str, Any], steps: int) -> _Full:
-    ac = _alphas_cumprod(cfg, clamp_terminal=False).tolist()
+def _consistency_timesteps(cfg: Mapping[str, Any], steps: int, name: str) -> np.ndarray:
+    """LCM/TCD timesteps: ``steps`` evenly picked from the distillation grid of
+    ``original_inference_steps`` (both classes compute the same)."""
     n_train = int(cfg["num_train_timesteps"])
     original = int(cfg["original_inference_steps"])
     if original > n_train:
         raise InvalidRequestError(f"scheduler original_inference_steps {original} exceeds {n_train} training steps")
     if steps > original:
-        raise InvalidRequestError(f"steps {steps} exceeds the LCM schedule of {original} steps")
+        raise InvalidRequestError(f"steps {steps} exceeds the {name} schedule of {original} steps")
     k = n_train // original
     grid = (np.asarray(list(range(1, original + 1))) * k - 1)[::-1].copy()  # the distillation grid
     pick = np.floor(np.linspace(0, len(grid), num=steps, endpoint=False)).astype(np.int64)
-    timesteps = grid[pick]
+    return grid[pick]
+
+
+def _build_lcm(cfg: Mapping[str, Any], steps: int) -> _Full:
+    ac = _alphas_cumprod(cfg, clamp_terminal=False).tolist()
+    timesteps = _consistency_timesteps(cfg, steps, "LCM")
     scaling = float(cfg["timestep_scaling"])
     c_skip, c_out = [], []
     for t in timesteps.tolist():
@@ -366,15 +442,98 @@ def _build_lcm(cfg: Mapping[str, Any], steps: int) -> _Full:
     return _Full(timesteps, sigmas, 1.0, extras)
 
 
+def _tcd_s_timesteps(prev: list[int], eta: float) -> list[int]:
+    """TCD's intermediate s = floor((1 - gamma) * t_prev), in diffusers' float32 tensor arithmetic."""
+    return torch.floor((1 - eta) * torch.tensor(prev, dtype=torch.long)).to(torch.long).tolist()
+
+
+def _build_tcd(cfg: Mapping[str, Any], steps: int) -> _Full:
+    """Strategic stochastic sampling (Zheng et al. 2024): from x_t jump along the predicted
+    trajectory down to s = floor((1 - gamma) t_prev), then re-noise up to t_prev. The last step
+    lands on s = 0, i.e. alpha_cumprod[0], not on a clean latent. TCD never clips x0."""
+    eta = float(cfg["eta"])
+    ac = _alphas_cumprod(cfg, clamp_terminal=False).tolist()
+    timesteps = _consistency_timesteps(cfg, steps, "TCD")
+    prev = [int(t) for t in timesteps[1:]] + [0]
+    s_steps = _tcd_s_timesteps(prev, eta)
+    sigma_t = [_vp_sigma(ac[t]) for t in timesteps]
+    sigma_s = [_vp_sigma(ac[s]) for s in s_steps]
+    sigma_prev = [_vp_sigma(ac[t]) for t in prev]
+    keep = tuple(s / t for s, t in zip(sigma_s, sigma_t, strict=True))
+    noise = tuple(math.sqrt(max(p * p - s * s, 0.0)) for p, s in zip(sigma_prev, sigma_s, strict=True))
+    # After step i the latent sits at t_prev: re-noised there, or (gamma = 0) s is t_prev itself.
+    # The last step has no re-noising and ends at s = 0.
+    sigmas = np.array(sigma_t + [sigma_s[-1]], dtype=np.float32)
+    return _Full(timesteps, sigmas, 1.0, {"tcd_gamma": eta, "tcd_keep": keep, "tcd_noise": noise})
+
+
 _BUILDERS = {
     "euler": _build_euler,
     "euler_a": _build_euler_ancestral,
     "dpmpp_2m_karras": _build_dpmpp_2m_karras,
     "ddim": _build_ddim,
     "lcm": _build_lcm,
+    "tcd": _build_tcd,
 }
 
-_PER_STEP_EXTRAS = ("orders", "ddim_coeffs", "lcm_c_skip", "lcm_c_out")
+
+# ---------------------------------------------------------------------------------------------
+# EDM (Karras et al. 2022) schedules: EDMEulerScheduler, EDMDPMSolverMultistepScheduler
+
+
+def _edm_sigmas(cfg: Mapping[str, Any], steps: int, ramp_dtype: torch.dtype) -> torch.Tensor:
+    """float32 [steps] descending sigmas. EDM Euler builds its Karras ramp in float64, EDM DPM
+    in float32: each is reproduced in its own precision."""
+    lo, hi = float(cfg["sigma_min"]), float(cfg["sigma_max"])
+    if cfg["sigma_schedule"] == "karras":
+        ramp = torch.linspace(0, 1, steps, dtype=ramp_dtype)
+        rho = float(cfg["rho"])
+        min_inv_rho, max_inv_rho = lo ** (1 / rho), hi ** (1 / rho)
+        sigmas = (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho
+    elif cfg["sigma_schedule"] == "exponential":
+        sigmas = torch.linspace(math.log(lo), math.log(hi), steps).exp().flip(0)
+    else:
+        raise InvalidRequestError(f"unsupported scheduler sigma_schedule {cfg['sigma_schedule']!r}")
+    return sigmas.to(torch.float32)
+
+
+def _check_edm(cfg: Mapping[str, Any]) -> None:
+    if cfg["prediction_type"] not in ("epsilon", "v_prediction"):
+        raise InvalidRequestError(f"EDM schedulers take prediction_type epsilon or v_prediction, "
+                                  f"not {cfg['prediction_type']!r}")
+    if cfg["final_sigmas_type"] not in ("zero", "sigma_min"):
+        raise InvalidRequestError(f"unsupported scheduler final_sigmas_type {cfg['final_sigmas_type']!r}")
+    if not 0 < float(cfg["sigma_min"]) < float(cfg["sigma_max"]):
+        raise InvalidRequestError(f"EDM sigma range must satisfy 0 < sigma_min < sigma_max, "
+                                  f"got {cfg['sigma_min']!r}, {cfg['sigma_max']!r}")
+
+
+def _edm_full(cfg: Mapping[str, Any], sigmas: torch.Tensor, final: float, extras: dict[str, Any]) -> _Full:
+    timesteps = (0.25 * sigmas.log()).numpy()  # c_noise, what the UNet gets as its timestep
+    all_sigmas = torch.cat([sigmas, torch.tensor([final], dtype=torch.float32)]).numpy()
+    # diffusers' init_noise_sigma for both classes is sqrt(sigma_max^2 + 1), not sigma_max.
+    init = (float(cfg["sigma_max"]) ** 2 + 1) ** 0.5
+    return _Full(timesteps, all_sigmas, init, {"edm_sigma_data": float(cfg["sigma_data"]), **extras})
+
+
+def _build_edm_euler(cfg: Mapping[str, Any], steps: int) -> _Full:
+    _check_edm(cfg)
+    sigmas = _edm_sigmas(cfg, steps, torch.float64)
+    final = float(sigmas[-1]) if cfg["final_sigmas_type"] == "sigma_min" else 0.0
+    return _edm_full(cfg, sigmas, final, {})
+
+
+def _build_edm_dpmpp(cfg: Mapping[str, Any], steps: int) -> _Full:
+    _check_edm(cfg)
+    sigmas = _edm_sigmas(cfg, steps, torch.float32)
+    # Unlike EDM Euler, EDM DPM ends on the configured sigma_min, not the last Karras sigma.
+    final = float(cfg["sigma_min"]) if cfg["final_sigmas_type"] == "sigma_min" else 0.0
+    return _edm_full(cfg, sigmas, final, _dpm_extras(cfg, steps))
+
+
+_EDM_BUILDERS = {"euler": _build_edm_euler, "dpmpp_2m_karras": _build_edm_dpmpp}
+
+_PER_STEP_EXTRAS = ("orders", "ddim_coeffs", "lcm_c_skip", "lcm_c_out", "tcd_keep", "tcd_noise")
 
 
 def _check_steps_and_strength(steps: int, strength: float, n_train: int) -> int:
@@ -391,6 +550,29 @@ def _check_steps_and_strength(steps: int, strength: float, n_train: int) -> int:
     return max(steps - init_timestep, 0)
 
 
+def _check_eta(sampler: str, eta: float | None) -> float:
+    if eta is None:
+        return TCD_DEFAULT_ETA
+    if sampler != "tcd":
+        raise InvalidRequestError(f"eta (gamma) applies to sampler 'tcd' only, not {sampler!r}")
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
+        raise InvalidRequestError(f"tcd eta (gamma) must be in [0, 1], got {eta!r}")
+    return float(eta)
+
+
+def _resolve(sampler: str, config: SchedulerConfig, spacing: str | None, eta: float | None) -> dict[str, Any]:
+    """The class's config view, with the request's spacing and TCD gamma folded in."""
+    check_spacing(sampler, spacing)
+    if config.is_edm and spacing in SIGMA_SPACINGS:
+        raise InvalidRequestError(f"timestep spacing {spacing!r} picks discrete training timesteps; "
+                                  f"this model's EDM scheduler {config.class_name} has none")
+    eta = _check_eta(sampler, eta)
+    cfg = config.resolved(sampler, timestep_spacing=spacing)
+    if sampler == "tcd":
+        cfg["eta"] = eta
+    return cfg
+
+
 def build_schedule(
     sampler: str,
     config: SchedulerConfig | Mapping[str, Any],
@@ -398,20 +580,24 @@ def build_schedule(
     *,
     spacing: str | None = None,
     strength: float = 1.0,
+    eta: float | None = None,
 ) -> Schedule:
     """The schedule diffusers' scheduler for ``sampler`` walks for ``steps`` steps.
 
     ``config`` is the model's scheduler_config.json (dict or ``SchedulerConfig``); ``spacing``
-    overrides its timestep_spacing (no effect on lcm and dpmpp_2m_karras, as in diffusers);
-    ``strength < 1`` keeps the last ``int(steps * strength)`` steps, as img2img pipelines do.
+    overrides its timestep_spacing (diffusers' three have no effect on lcm, tcd, dpmpp_2m_karras
+    and EDM configs, as in diffusers; sgm_uniform and simple apply to euler and euler_a only);
+    ``strength < 1`` keeps the last ``int(steps * strength)`` steps, as img2img pipelines do;
+    ``eta`` is TCD's gamma (default ``TCD_DEFAULT_ETA``). A config naming an EDM class gives
+    that class's schedule for euler / dpmpp_2m_karras (InvalidRequestError for the others); its
+    denoiser must then come from ``make_denoiser(unet_fn, prediction_type, schedule)``.
     """
     check_sampler_name(sampler)
-    if spacing is not None and spacing not in SPACINGS:
-        raise InvalidRequestError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
     config = as_config(config)
-    cfg = config.resolved(sampler, timestep_spacing=spacing)
+    cfg = _resolve(sampler, config, spacing, eta)
     t_start = _check_steps_and_strength(steps, strength, int(cfg["num_train_timesteps"]))
-    full = _BUILDERS[sampler](cfg, int(steps))
+    builder = _EDM_BUILDERS[sampler] if config.is_edm else _BUILDERS[sampler]
+    full = builder(cfg, int(steps))
     extras = dict(full.extras)
     for key in _PER_STEP_EXTRAS:
         if key in extras:
@@ -425,7 +611,7 @@ def build_schedule(
         sigmas=torch.from_numpy(np.asarray(full.sigmas[t_start:], dtype=np.float32).copy()),
         prediction_type=str(cfg["prediction_type"]),
         init_noise_sigma=float(full.init_noise_sigma),
-        vp_latents=sampler in _VP_SAMPLERS,
+        vp_latents=sampler in _VP_SAMPLERS and not config.is_edm,
         start_index=t_start,
         **extras,
     )
