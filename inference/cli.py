@@ -34,7 +34,8 @@ def _add_generate(sub) -> None:
     p.add_argument("--sampler", default=None, choices=list(SAMPLERS),
                    help=f"default: the model's recommendation, else {DEFAULT_SAMPLER}")
     p.add_argument("--timestep-spacing", choices=list(SPACINGS),
-                   help="default: the model's recommendation, else its scheduler config")
+                   help="default: the model's recommendation, else its scheduler config "
+                        "(sgm_uniform and simple: euler and euler_a only)")
     p.add_argument("--guidance", type=float, default=None,
                    help=f"CFG scale (default: the model's recommendation, else {DEFAULT_GUIDANCE:g})")
     p.add_argument("--guidance-rescale", type=float, default=None,
@@ -193,7 +194,7 @@ def _generate(args) -> int:
     validate_request(request)  # before any loading or progress output, so bad input stays one line
     if note:
         print(f"note: {note}", file=sys.stderr)
-    for warning in engine.request_warnings(ref, request):
+    for warning in engine.request_warnings(ref, request, sampler_chosen=args.sampler is not None):
         print(f"warning: {warning}", file=sys.stderr)
     engine.load(ref)
     interrupted = {"flag": False}

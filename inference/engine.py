@@ -92,12 +92,14 @@ class Engine:
             raise ModelFormatError(f"{Path(ref.path).name}: not a model that renders images")
         return int(native)
 
-    def request_warnings(self, ref: ModelRef, request: GenerationRequest) -> list[str]:
-        """One-line notes for the user before a render: a scheduler class we sample differently,
-        a size far from the native one (SD models tile their scene beyond ~1.5× their size)."""
+    def request_warnings(self, ref: ModelRef, request: GenerationRequest, *, sampler_chosen: bool = False) -> list[str]:
+        """One-line notes for the user before a render: a scheduler class of the model's that we
+        replace (unless the user chose the sampler), a size far from the native one (SD models
+        tile their scene beyond ~1.5× their size)."""
         notes: list[str] = []
         info = self.info(ref)
-        substitution = sampler_registry.scheduler_substitution(info.scheduler_class, request.sampler)
+        substitution = sampler_registry.scheduler_substitution(info.scheduler_class, request.sampler,
+                                                               explicit=sampler_chosen)
         if substitution:
             notes.append(substitution)
         native = info.native_resolution
