@@ -84,6 +84,7 @@ def test_outpaint_through_the_document_grows_the_canvas_in_one_undo_step():
     doc = Document(64, 48)
     pixels = np.zeros((48, 64, 4), np.uint8)
     pixels[..., :3] = (30, 140, 60)
+    pixels[..., 2] = np.arange(64, dtype=np.uint8)[None, :] * 2  # a picture, not a plain background
     pixels[..., 3] = 255
     doc.add_layer_from_image(pixels, name="photo")
     depth = doc.undo_stack.index
@@ -93,17 +94,18 @@ def test_outpaint_through_the_document_grows_the_canvas_in_one_undo_step():
     assert plan.mode == EditMode.OUTPAINT
     assert plan.engine_requests[0].mask is not None and plan.engine_requests[0].init_image is not None
     # the model sees the pre-filled colours, not black, in the empty area
-    assert plan.source[:8, :, 1].mean() > 100
+    assert plan.source[:8, 40:, 1].mean() > 100
     generated = np.full((plan.model_size[1], plan.model_size[0], 3), (200, 200, 30), np.uint8)
     staging = Staging(doc)
     staging.stage([finish_image(plan, generated, seed=5, model_name="m")])
     layer = staging.accept()
     assert (doc.width, doc.height) == (96, 64)
-    assert (layer.x, layer.y) == (32, 0)
+    # The top strip spans the whole new width, so the generation covers it all (not only the frame)
+    assert (layer.x, layer.y) == (0, 0) and plan.crop == Rect(0, -16, 96, 64)
     assert layer.attributes["frame"] == "32,0,64,64" and layer.attributes["mode"] == "outpaint"
     after = doc.render_uncached()
-    assert np.array_equal(after[16:, :24], before[:, :24])  # old content away from the seam kept
-    assert (after[:16, 40:, 3] == 255).all()  # the new area is filled
+    assert np.array_equal(after[16 + 9:, :24], before[9:, :24])  # old content away from the seam kept
+    assert (after[:16, :, 3] == 255).all() and (after[:, 64:, 3] == 255).all()  # all the new area is filled
     assert doc.undo_stack.index == depth + 1
     doc.undo()
     assert (doc.width, doc.height) == (64, 48) and len(doc.raster_layers()) == 1
@@ -128,6 +130,7 @@ def test_outpaint_with_an_ordinary_model_gets_the_soft_seam():
     doc = Document(64, 48)
     pixels = np.zeros((48, 64, 4), np.uint8)
     pixels[..., :3] = (30, 140, 60)
+    pixels[..., 2] = np.arange(64, dtype=np.uint8)[None, :] * 2  # a picture, not a plain background
     pixels[..., 3] = 255
     doc.add_layer_from_image(pixels, name="photo")
     request = EditRequest(frame=Rect(32, -16, 64, 64), prompt="meadow")
@@ -139,3 +142,23 @@ def test_outpaint_with_an_ordinary_model_gets_the_soft_seam():
     assert (change[mask < 128] == 0).all()  # kept pixels never change
     new = change[mask >= 128]
     assert 0.3 < new.min() < 0.5 and new.max() == 1.0  # from the seam value up to free
+
+
+def test_expand_paints_the_whole_new_strip_not_only_beside_the_frame():
+    from editor.ai.outpaint import expand_crop
+
+    assert expand_crop(Rect(448, 100, 128, 300), 500, 500) == Rect(448, 0, 128, 500)  # right strip, full height
+    assert expand_crop(Rect(100, -64, 200, 128), 500, 500) == Rect(0, -64, 500, 128)  # top strip, full width
+    assert expand_crop(Rect(8, 8, 64, 64), 500, 500) == Rect(8, 8, 64, 64)  # inside: nothing grows
+    assert expand_crop(Rect(4000, 4000, 128, 128), 4096, 4096) == Rect(4000, 4000, 128, 128)  # a corner of a
+    # big canvas would mean painting it all: the frame alone is generated
+
+
+def test_expand_past_a_plain_canvas_paints_over_the_plain_part():
+    doc = Document(64, 48)
+    white = doc.add_layer("Background")
+    doc.fill_selection(white, (255, 255, 255))
+    plan = build_plan(doc, EditRequest(frame=Rect(32, 0, 64, 48), prompt="meadow"), 64)
+    assert plan.mode == EditMode.OUTPAINT and plan.weights is None and plan.source is None
+    request = plan.engine_requests[0]
+    assert request.init_image is None and request.mask is None  # one picture over the frame: no seam to the white

@@ -110,6 +110,9 @@ def open_real(qtbot, doc, engine=None, steps: int = 4):
 
 def generate_and_wait(qtbot, c):
     job = c.generate()
+    if job is None and c.waiting_for_preview:  # Live is on (fast enough here): it refines the coming frame
+        qtbot.waitUntil(lambda: c.final_job is not None or not c.busy, timeout=TIMEOUT_MS)
+        job = c.final_job
     assert job is not None, c.last_error
     wait_final(qtbot, c, TIMEOUT_MS)
     assert c.staging.count >= 1, c.last_error

@@ -37,6 +37,15 @@ def doc_state(doc):
         (doc.width, doc.height)
 
 
+def gradient(width, height):
+    """An opaque picture (not a plain background, which counts as empty)."""
+    pixels = np.zeros((height, width, 4), np.uint8)
+    pixels[..., 0] = (np.arange(width) * 255 // max(1, width - 1)).astype(np.uint8)[None, :]
+    pixels[..., 1] = (np.arange(height) * 255 // max(1, height - 1)).astype(np.uint8)[:, None]
+    pixels[..., 3] = 255
+    return pixels
+
+
 def same_state(a, b):
     return np.array_equal(a[0], b[0]) and a[1:] == b[1:]
 
@@ -90,12 +99,12 @@ def test_mode_label_follows_paint_selection_and_frame(fake, qtbot):
     assert c.mode.label == "Generate"
     assert "Generate" in win.ai.panel.mode_label.text() and win.ai.overlay.label_text().startswith("Generate")
     win.session.update_brush("paint", size=16.0, hardness=1.0)
-    drag(win.canvas, [(20, 20), (60, 20)])  # a stroke: partly transparent
-    qtbot.waitUntil(lambda: c.mode.label == "Expand", timeout=2000)
+    drag(win.canvas, [(20, 20), (60, 20)])  # a stroke: partly transparent, inside the canvas: nothing grows
+    qtbot.waitUntil(lambda: c.mode.label == "Fill empty area", timeout=2000)
     doc.select_rect(Rect(10, 10, 30, 30))
     qtbot.waitUntil(lambda: c.mode.label == "Inpaint selection", timeout=2000)
     doc.select_none()
-    doc.fill_selection(doc.raster_layers()[0], (90, 120, 200))  # no selection: fills the layer
+    doc.add_layer_from_image(gradient(200, 150), 0, 0)  # a picture under the whole frame
     qtbot.waitUntil(lambda: c.mode.label == "Prompt edit", timeout=2000)
     win.select_tool("ai_frame")
     qtbot.keyClick(win.canvas, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)  # 64 px: past the canvas
@@ -214,7 +223,18 @@ def test_missing_house_model_says_so_and_the_editor_works(ai_env, qtbot):
     close_ai_window(win)
 
 
-def test_add_model_picks_a_user_folder_and_reports_a_bad_one(ai_env, qtbot, tmp_path):
+def test_add_model_picks_a_user_folder_and_reports_a_bad_one(ai_env, qtbot, tmp_path, monkeypatch):
+    from editor.ai import catalog
+
+    real_inspect = catalog.inspect_model_file
+
+    def inspect(path):  # the stand-in folder is no real model: describe it as one
+        if str(path).endswith("my-model"):
+            return catalog.ModelFacts("checkpoint", "sd1", "Stable Diffusion 1.x", 2_100_000_000,
+                                      format="diffusers")
+        return real_inspect(path)
+
+    monkeypatch.setattr(catalog, "inspect_model_file", inspect)
     win, c = open_ai_window(qtbot, blank_document(), engine=None)
     panel = win.ai.panel
     good = tmp_path / "my-model"
@@ -229,7 +249,7 @@ def test_add_model_picks_a_user_folder_and_reports_a_bad_one(ai_env, qtbot, tmp_
     bad.mkdir()
     panel.choose_model_folder = lambda: str(bad)
     panel._add_folder()
-    assert "not a diffusers model folder" in panel.message_label.text()
+    assert "Not added" in panel.message_label.text()
     assert win.settings.final_model == str(good)
     close_ai_window(win)
 
@@ -263,7 +283,7 @@ def test_live_preview_is_drawn_on_the_canvas_not_in_the_document(ai_env, qtbot):
     before = doc_state(doc)
     panel.live.setChecked(True)
     qtbot.waitUntil(lambda: c.live_image is not None, timeout=3000)
-    assert "ms per frame" in panel.live_stats.text() and "fps" in panel.live_stats.text()
+    assert "ms per frame" in panel.live_stats.text()  # one frame is no rate yet: "idle" or "fps"
     panel.live_opacity.setValue(100)
     assert c.overlay_image() == (c.live_image, 1.0)
     win.canvas.flush_all()

@@ -40,7 +40,8 @@ def close_ai_window(win) -> None:
 
 
 def wait_final(qtbot, controller, timeout: int = 10000) -> None:
-    qtbot.waitUntil(lambda: controller.final_job is None, timeout=timeout)
+    """Until no final render runs or waits for the live preview it will refine."""
+    qtbot.waitUntil(lambda: not controller.busy, timeout=timeout)
 
 
 def transparent_document(width: int = 200, height: int = 150):

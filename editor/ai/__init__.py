@@ -1,7 +1,13 @@
 """The AI editing features, Qt-free: generation frame, mode detection,
 inpaint/outpaint preparation and composition, the request type, the
-generation service (one worker thread), the live-preview scheduler and the
-staging of results. The Qt adapter in ``editor.ui`` binds these to widgets.
+generation service (one worker thread), the live-preview scheduler, the
+staging of results, the model catalog and the AI session state machine
+(:mod:`.session`). The Qt adapter in ``editor.ui`` binds these to widgets.
+
+Names are imported lazily (PEP 562): ``editor.ai.catalog`` and
+``editor.ai.session`` stay importable without torch, so the panel can list
+models before the engine is loaded; ``from editor.ai import TorchEngine``
+works as before.
 
 Typical use (UI thread; service signals arrive on the worker thread, so the
 adapter re-emits them as queued Qt signals)::
@@ -23,73 +29,36 @@ adapter re-emits them as queued Qt signals)::
     live.refine(strength=0.5)                       # final render from the preview
 """
 
-from .engine import Engine, FakeEngine, ModelSpec, TorchEngine
-from .frame import GRID, GenerationFrame, ResolutionMap, model_size, resize_image, resize_mask
-from .inpaint import InpaintSettings, align_to_grid, blend_weights, colour_match, plan_inpaint
-from .live import LiveFrame, LivePreview, LiveStats
-from .modes import EditMode, ModeDecision, detect_mode, detect_mode_in_document
-from .outpaint import CanvasGrowth, flatten_for_model, plan_canvas_growth, plan_outpaint, prefill
-from .request import (
-    ATTRIBUTE_KEYS,
-    EditRequest,
-    GeneratedImage,
-    GenerationPlan,
-    build_plan,
-    finish_image,
-    generation_attributes,
-    random_seed,
-    refine_plan,
-    request_from_attributes,
-)
-from .results import Staging
-from .service import GenerationService, Job, JobProgress, JobState
-from .tiled_decode import OutOfMemoryError, decode_with_fallback, guard_decode, tiled_decode
+from __future__ import annotations
 
-__all__ = [
-    "ATTRIBUTE_KEYS",
-    "CanvasGrowth",
-    "EditMode",
-    "EditRequest",
-    "Engine",
-    "FakeEngine",
-    "GRID",
-    "GeneratedImage",
-    "GenerationFrame",
-    "GenerationPlan",
-    "GenerationService",
-    "InpaintSettings",
-    "Job",
-    "JobProgress",
-    "JobState",
-    "LiveFrame",
-    "LivePreview",
-    "LiveStats",
-    "ModeDecision",
-    "ModelSpec",
-    "OutOfMemoryError",
-    "ResolutionMap",
-    "Staging",
-    "TorchEngine",
-    "align_to_grid",
-    "blend_weights",
-    "build_plan",
-    "colour_match",
-    "decode_with_fallback",
-    "detect_mode",
-    "detect_mode_in_document",
-    "finish_image",
-    "flatten_for_model",
-    "generation_attributes",
-    "guard_decode",
-    "model_size",
-    "plan_canvas_growth",
-    "plan_inpaint",
-    "plan_outpaint",
-    "prefill",
-    "random_seed",
-    "refine_plan",
-    "request_from_attributes",
-    "resize_image",
-    "resize_mask",
-    "tiled_decode",
-]
+import importlib
+
+_EXPORTS = {
+    "engine": ("Engine", "FakeEngine", "ModelSpec", "TorchEngine"),
+    "frame": ("GRID", "GenerationFrame", "ResolutionMap", "model_size", "resize_image", "resize_mask"),
+    "inpaint": ("InpaintSettings", "align_to_grid", "blend_weights", "colour_match", "plan_inpaint"),
+    "live": ("LiveFrame", "LivePreview", "LiveStats"),
+    "modes": ("EditMode", "ModeDecision", "detect_mode", "detect_mode_in_document"),
+    "outpaint": ("CanvasGrowth", "flatten_for_model", "plan_canvas_growth", "plan_outpaint", "prefill"),
+    "request": ("ATTRIBUTE_KEYS", "EditRequest", "GeneratedImage", "GenerationPlan", "build_plan", "finish_image",
+                "generation_attributes", "random_seed", "refine_plan", "request_from_attributes"),
+    "results": ("Staging",),
+    "service": ("GenerationService", "Job", "JobProgress", "JobState"),
+    "tiled_decode": ("OutOfMemoryError",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'editor.ai' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

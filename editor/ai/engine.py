@@ -8,6 +8,7 @@ thread (they never load weights).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -72,6 +73,16 @@ class TorchEngine:
         self.models = dict(models)
         self.device = device
         self.engine = Engine(device, loader=loader, decode_tiles=decode_tiles)
+
+    def set_models(self, specs: Mapping[str, ModelSpec]) -> None:
+        """Add or replace model specs; the resident (live-preview) ones are exactly those flagged
+        resident in ``specs``. A model already in memory is not reloaded by a residency change."""
+        resident = {model_id for model_id, spec in specs.items() if spec.resident}
+        self.models.update(specs)
+        for model_id, spec in list(self.models.items()):
+            if spec.resident != (model_id in resident):
+                self.models[model_id] = dataclasses.replace(spec, resident=model_id in resident)
+        self.engine.set_residency([self._ref(model_id) for model_id in self.models])
 
     def _spec(self, model_id: str) -> ModelSpec:
         try:
@@ -164,6 +175,14 @@ def fake_image(request: GenerationRequest) -> np.ndarray:
     return np.rint(picture).astype(np.uint8)
 
 
+def _steps_run(request: GenerationRequest) -> int:
+    """The steps the real engine runs: img2img and inpainting below strength 1 skip the first
+    (1 − strength) share of the schedule, as diffusers does."""
+    if request.init_image is not None and request.strength < 1.0:
+        return max(1, int(request.steps * request.strength))
+    return max(1, request.steps)
+
+
 class FakeEngine:
     """Engine double for tests and UI work without a model.
 
@@ -221,7 +240,7 @@ class FakeEngine:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            total = max(1, request.steps)
+            total = _steps_run(request)
             image = fake_image(request)
             for step in range(total):
                 self._wait_gate(should_stop)

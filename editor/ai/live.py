@@ -7,7 +7,9 @@ Rules (what Krita's live mode and StreamDiffusion do, made explicit):
 * at most one render is in flight; while it runs, only the newest inputs wait
   (a newer pending input replaces an older one, which is dropped unrendered);
 * when a render ends, the waiting input (if any) starts at once;
-* frame time and fps are measured per finished frame;
+* frame time is measured per finished frame; fps counts the frames that
+  finished in the last ``FPS_WINDOW_S`` seconds (:class:`LiveMeter`), so a
+  pause in editing reads "idle", not a rate averaged over minutes;
 * ``refine()`` starts the final render as img2img from the current preview
   with the same seed, so the final image stays close to what was shown.
 
@@ -29,6 +31,7 @@ from .request import EditRequest, GeneratedImage, GenerationPlan, refine_plan
 from .service import GenerationService, Job
 
 STARTED, QUEUED, UNCHANGED = "started", "queued", "unchanged"
+FPS_WINDOW_S = 3.0  # fps is measured over the frames of the last few seconds
 
 
 @dataclass
@@ -39,7 +42,8 @@ class LiveFrame:
     sequence: int  # 1, 2, ... in completion order
     render_time: float  # seconds the engine worked on it
     latency: float  # seconds from the input change to the frame
-    fps: float  # finished frames per second over the recent window
+    fps: float  # finished frames per second over the last FPS_WINDOW_S seconds (0.0: fewer than two)
+    compute_time: float = 0.0  # render_time without a model load (what the next frames will take)
 
 
 @dataclass
@@ -51,17 +55,54 @@ class LiveStats:
     finished: int = 0
     failed: int = 0
     last_frame_time: float = 0.0
-    fps: float = 0.0
+    fps: float = 0.0  # over the last FPS_WINDOW_S seconds, at the last frame (LiveMeter.fps(now) decays it)
+
+
+class LiveMeter:
+    """The latency readout of a viewport: time per frame, frames per second
+    over the last ``window`` seconds, and frames dropped (inputs replaced
+    before they were rendered). Times come from the caller, so tests step it."""
+
+    def __init__(self, window: float = FPS_WINDOW_S) -> None:
+        self.window = float(window)
+        self._times: collections.deque[float] = collections.deque()
+
+    def record(self, finished_at: float) -> None:
+        self._times.append(float(finished_at))
+        self._trim(finished_at)
+
+    def _trim(self, now: float) -> None:
+        while self._times and self._times[0] <= now - self.window:
+            self._times.popleft()
+
+    def fps(self, now: float) -> float:
+        """Frames per second over the window ending at ``now``; 0.0 when fewer
+        than two frames finished in it (one frame is no rate)."""
+        self._trim(now)
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def readout(self, stats: "LiveStats", now: float) -> str:
+        """"86 ms per frame · 11.6 fps · 3 dropped" (or "· idle" with no recent rate)."""
+        if not stats.finished:
+            return ""
+        fps = self.fps(now)
+        rate = f"{fps:.1f} fps" if fps > 0 else "idle"
+        text = f"{stats.last_frame_time * 1000:.0f} ms per frame · {rate}"
+        return text + (f" · {stats.dropped} dropped" if stats.dropped else "")
 
 
 class LivePreview:
     def __init__(self, service: GenerationService, *, model_id: str = "preview", steps: Optional[int] = None,
-                 strength: Optional[float] = None, fps_window: int = 10,
+                 strength: Optional[float] = None, fps_window: Optional[float] = None,
                  clock: Callable[[], float] = time.monotonic):
         self.service = service
         self.model_id = model_id
         self.steps = steps  # overrides the request's steps for previews (few-step models)
         self.strength = strength  # overrides the request's strength for previews
+        self.guidance: Optional[float] = None  # the preview model's own (a distilled model runs without CFG)
         self.frame_ready = Signal("frame_ready")  # (LiveFrame), worker thread
         self.frame_failed = Signal("frame_failed")  # (Job), worker thread
         self.stats = LiveStats()
@@ -73,7 +114,7 @@ class LivePreview:
         self._wanted_key: Optional[str] = None  # newest inputs accepted
         self._shown_key: Optional[str] = None  # inputs of the last frame
         self._origin: dict[str, EditRequest] = {}  # plan key -> the user's request
-        self._done_times: collections.deque[float] = collections.deque(maxlen=max(2, fps_window))
+        self.meter = LiveMeter(FPS_WINDOW_S if fps_window is None else fps_window)
         self._enabled = True
         service.job_finished.connect(self._on_finished)
         service.job_failed.connect(self._on_ended)
@@ -86,6 +127,8 @@ class LivePreview:
             changes["steps"] = self.steps
         if self.strength is not None:
             changes["strength"] = self.strength
+        if self.guidance is not None:
+            changes["guidance"] = self.guidance
         return request.replace(**changes)
 
     def update(self, document, request: EditRequest) -> str:
@@ -146,6 +189,13 @@ class LivePreview:
         return self.service.submit(plan)
 
     @property
+    def current_frame(self) -> Optional[LiveFrame]:
+        """The last frame when it shows the newest inputs given to ``update`` (else None)."""
+        with self._lock:
+            shown = self._shown_key is not None and self._wanted_key == self._shown_key
+            return self.last_frame if shown else None
+
+    @property
     def in_flight(self) -> bool:
         with self._lock:
             return self._in_flight is not None
@@ -155,6 +205,11 @@ class LivePreview:
         """No render in flight and none waiting."""
         with self._lock:
             return self._in_flight is None and self._pending is None
+
+    def readout(self) -> str:
+        """The latency line for the panel, as of now."""
+        with self._lock:
+            return self.meter.readout(self.stats, self._clock())
 
     def stop(self) -> None:
         """Pause: cancel the render in flight and forget the pending input."""
@@ -197,20 +252,17 @@ class LivePreview:
             if not self._take_turn_locked(job):
                 return
             now = self._clock()
-            self._done_times.append(now)
-            span = self._done_times[-1] - self._done_times[0]
+            self.meter.record(now)
             render_time = job.render_time or 0.0
-            if len(self._done_times) >= 2 and span > 0:
-                fps = (len(self._done_times) - 1) / span
-            else:
-                fps = 1.0 / render_time if render_time > 0 else 0.0
+            compute_time = job.compute_time or render_time
+            fps = self.meter.fps(now)
             self.stats.finished += 1
-            self.stats.last_frame_time = render_time
+            self.stats.last_frame_time = compute_time  # a first frame's model load is not a frame time
             self.stats.fps = fps
             self._shown_key = job.plan.key
             request = self._origin.get(job.plan.key, job.plan.request)
             frame = LiveFrame(job.images[0], job.plan, request, self.stats.finished, render_time,
-                              job.latency or 0.0, fps)
+                              job.latency or 0.0, fps, compute_time)
             self.last_frame = frame
         self.frame_ready.emit(frame)
 

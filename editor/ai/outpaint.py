@@ -57,6 +57,31 @@ def plan_canvas_growth(rect: Rect, width: int, height: int) -> CanvasGrowth:
     )
 
 
+# The new area is generated with the frame unless that makes the generation this much larger:
+# beyond it (a frame past a corner of a big canvas) the frame alone is generated.
+EXPAND_MAX_AREA_FACTOR = 3.0
+
+
+def expand_crop(frame: Rect, width: int, height: int, max_area_factor: float = EXPAND_MAX_AREA_FACTOR) -> Rect:
+    """The area an Expand generates: the frame plus the WHOLE new strip(s) of
+    canvas it makes (a frame 300 px tall past the right edge of a 500 px
+    canvas grows the canvas by a strip 500 px tall; all of it is painted, not
+    only the 300 px beside the frame, so no transparent bands are left)."""
+    growth = plan_canvas_growth(frame, width, height)
+    if not growth.needed:
+        return frame
+    new_w, new_h = growth.new_size(width, height)
+    x0, y0, x1, y1 = frame.x, frame.y, frame.x1, frame.y1
+    if growth.left or growth.right:  # side strips span the new canvas height
+        y0, y1 = min(y0, -growth.top), max(y1, height + growth.bottom)
+    if growth.top or growth.bottom:  # top/bottom strips span the new canvas width
+        x0, x1 = min(x0, -growth.left), max(x1, width + growth.right)
+    crop = Rect(x0, y0, x1 - x0, y1 - y0)
+    if crop.w * crop.h > max_area_factor * frame.w * frame.h:
+        return frame
+    return crop
+
+
 def empty_mask(rgba: np.ndarray, threshold: int = EMPTY_ALPHA) -> np.ndarray:
     """uint8 0/255: pixels with too little alpha to keep."""
     return np.where(rgba[..., 3] < threshold, np.uint8(255), np.uint8(0))

@@ -17,15 +17,13 @@ from typing import Literal, Optional
 import numpy as np
 
 from editor.document.geometry import Rect
-from inference.outpaint import DEFAULT_STRENGTH as OUTPAINT_ENGINE_STRENGTH
-from inference.outpaint import seam_change_map
-from inference.pipeline import GenerationRequest
-from inference.seams import seam_correct
+from inference.api import OUTPAINT_STRENGTH as OUTPAINT_ENGINE_STRENGTH
+from inference.api import GenerationRequest, seam_change_map, seam_correct
 
 from .frame import Fit, GenerationFrame, ResolutionMap
 from .inpaint import InpaintSettings, colour_match, compose, layer_rgba, model_mask, plan_inpaint
 from .modes import EditMode, detect_mode_in_document
-from .outpaint import Prefill, flatten_for_model, plan_outpaint
+from .outpaint import Prefill, expand_crop, flatten_for_model, plan_outpaint
 
 SEED_RANGE = 2**32
 DEFAULT_STRENGTH = {EditMode.TXT2IMG: 1.0, EditMode.IMG2IMG: 0.6, EditMode.INPAINT: 1.0, EditMode.OUTPAINT: 1.0}
@@ -36,7 +34,7 @@ OUTPAINT_STRENGTH_LATENT_BLENDING = OUTPAINT_ENGINE_STRENGTH
 
 # Layer attributes written on Accept. The .ora writer stores layer attributes
 # in the "canvasai" XML namespace, so these appear as canvasai:prompt etc.
-GENERATOR = "canvasai"
+from .layer_info import GENERATOR  # noqa: E402 - "canvasai"
 ATTRIBUTE_KEYS = ("generator", "prompt", "negative", "seed", "model", "mode", "strength", "frame", "sampler",
                   "steps", "guidance")
 
@@ -217,7 +215,9 @@ def build_plan(document, request: EditRequest, native_resolution: int, *,
     request = request.replace(frame=frame)
     canvas = document.canvas_rect
     canvas_size = (document.width, document.height)
-    mode = request.mode or detect_mode_in_document(document, frame).mode
+    decision = None if request.mode else detect_mode_in_document(document, frame)
+    mode = request.mode or decision.mode
+    blank = decision is not None and decision.blank  # a plain background: painted over, not kept
     model_id = model_id or request.model_id
     strength = request.strength_for(mode, inpaint_model)
     seeds = request.seeds()
@@ -239,6 +239,12 @@ def build_plan(document, request: EditRequest, native_resolution: int, *,
     if mode == EditMode.TXT2IMG:
         return _finish_plan(request, mode, model_id, crop, canvas_size, original, None, None, None, None,
                             native_resolution, strength, seeds)
+    if mode == EditMode.OUTPAINT:
+        crop = expand_crop(frame, document.width, document.height)
+        original = document.render(crop)
+        if blank:  # past the edge of a plain canvas: one new picture over the frame, no seam to the plain
+            return _finish_plan(request, mode, model_id, crop, canvas_size, original, None, None, None, None,
+                                native_resolution, 1.0, seeds)
     source = flatten_for_model(original, request.prefill)
     if mode == EditMode.IMG2IMG:
         return _finish_plan(request, mode, model_id, crop, canvas_size, original, source, None, None, None,
@@ -251,19 +257,21 @@ def build_plan(document, request: EditRequest, native_resolution: int, *,
 
 
 def refine_plan(plan: GenerationPlan, preview: GeneratedImage, native_resolution: int, *, model_id: str,
-                strength: float = 0.5, request: Optional[EditRequest] = None) -> GenerationPlan:
+                strength: float = 0.5, request: Optional[EditRequest] = None,
+                seeds: Optional[list[int]] = None) -> GenerationPlan:
     """A final render that refines a preview: img2img (inpaint keeps its mask)
     from the preview as it looks on the canvas, with the preview's seed, so the
     final stays coherent with what the user saw. ``request`` gives the final's
-    settings (steps, guidance, sampler...) when they differ from the preview's."""
+    settings (steps, guidance, sampler...) when they differ from the preview's;
+    ``seeds`` (default: the preview's) makes several refinements of one preview."""
     base = plan.source if plan.source is not None else plan.original[..., :3]
     alpha = preview.rgba[..., 3].astype(np.float32) / 255.0
     on_canvas = compose(base, preview.rgba[..., :3], alpha)
     strength = min(max(float(strength), 0.01), 1.0)
     request = (request or plan.request).replace(frame=plan.request.frame)
     return _finish_plan(request, plan.mode, model_id, plan.crop, plan.canvas_size, plan.original, on_canvas,
-                        plan.denoise, plan.weights, plan.ring, native_resolution, strength, [preview.seed],
-                        refined=True)
+                        plan.denoise, plan.weights, plan.ring, native_resolution, strength,
+                        list(seeds) if seeds else [preview.seed], refined=True)
 
 
 # --------------------------------------------------------------------------- results

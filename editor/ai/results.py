@@ -101,13 +101,15 @@ class Staging:
             attributes["frame"] = f"{x + growth.left},{y + growth.top},{w},{h}"
         name = name or layer_name(image)
         if growth.needed:
-            with doc.undo_stack.macro(f"{name} (expand canvas)"):
+            with doc.undo_stack.macro(f"Accept “{name}” (expand canvas)"):
                 doc.extend_canvas(growth.left, growth.top, growth.right, growth.bottom)
                 layer = doc.add_layer_from_image(image.rgba, image.x + growth.left, image.y + growth.top,
                                                  name=name, parent=parent, index=index, attributes=attributes)
         else:
-            layer = doc.add_layer_from_image(image.rgba, image.x, image.y, name=name, parent=parent, index=index,
-                                             attributes=attributes)
+            # A macro only to name the step: the history shows the result, not "Add layer from image".
+            with doc.undo_stack.macro(f"Accept “{name}”"):
+                layer = doc.add_layer_from_image(image.rgba, image.x, image.y, name=name, parent=parent,
+                                                 index=index, attributes=attributes)
         if keep_others:
             del self.images[self.index]
             self.index = min(self.index, max(0, len(self.images) - 1))

@@ -50,6 +50,7 @@ class Job:
     exception: Optional[BaseException] = None
     submitted_at: float = field(default_factory=time.monotonic)
     started_at: Optional[float] = None
+    loaded_at: Optional[float] = None  # the model was ready (after a first load, if any)
     finished_at: Optional[float] = None
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -71,6 +72,12 @@ class Job:
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+    @property
+    def compute_time(self) -> Optional[float]:
+        """Seconds of rendering, a model load excluded (None until finished)."""
+        start = self.loaded_at if self.loaded_at is not None else self.started_at
+        return None if start is None or self.finished_at is None else self.finished_at - start
 
     @property
     def latency(self) -> Optional[float]:
@@ -221,6 +228,7 @@ class GenerationService:
         self._emit(self.job_started, job)
         try:
             self.engine.ensure_loaded(plan.model_id)
+            job.loaded_at = time.monotonic()
             label = self.engine.model_label(plan.model_id)
             images = []
             count = len(plan.engine_requests)

@@ -71,6 +71,7 @@ class CanvasView(QWidget):
         self._flush_timer.setInterval(0)
         self._flush_timer.timeout.connect(self._flush)
         self._fitted = False
+        self._auto_fit = False
         self._space_held = False
         self._panning = False
         self._pan_last = QPointF()
@@ -179,10 +180,30 @@ class CanvasView(QWidget):
         doc = self.document
         self.viewport.fit(doc.width, doc.height, self.width(), self.height())
         self._fitted = True
+        self._auto_fit = True  # until the user zooms or pans, a resize (docks settling) fits again
         self._view_changed()
+
+    def reveal(self, rect: QRectF, margin: float = 24.0) -> bool:
+        """Bring an image-space ``rect`` (the generation frame, which may reach past
+        the canvas) into view: zoom out just enough to show it with the canvas,
+        centred. Returns whether the view changed."""
+        vp = self.viewport
+        inner = QRectF(self.rect()).adjusted(margin, margin, -margin, -margin)
+        if inner.isEmpty() or inner.contains(vp.rect_to_widget(rect)):
+            return False
+        doc = self.document
+        union = rect.united(QRectF(0, 0, doc.width, doc.height))
+        vp.zoom = min(vp.zoom, inner.width() / max(union.width(), 1.0), inner.height() / max(union.height(), 1.0))
+        centre = union.center()
+        vp.offset = QPointF(round(self.width() / 2.0 - centre.x() * vp.zoom),
+                            round(self.height() / 2.0 - centre.y() * vp.zoom))
+        self._auto_fit = False
+        self._view_changed()
+        return True
 
     def set_zoom(self, zoom: float, anchor: Optional[QPointF] = None) -> None:
         anchor = anchor if anchor is not None else QPointF(self.width() / 2.0, self.height() / 2.0)
+        self._auto_fit = False
         self.viewport.zoom_at(zoom, anchor)
         if abs(self.viewport.zoom - 1.0) < 1e-9:
             # Whole-pixel offset at 100 %: crisp pixels, no resampling seams.
@@ -193,6 +214,7 @@ class CanvasView(QWidget):
         self.set_zoom(Viewport.next_step(self.viewport.zoom, direction), anchor)
 
     def pan_by(self, dx: float, dy: float) -> None:
+        self._auto_fit = False
         self.viewport.pan(dx, dy)
         self._view_changed()
 
@@ -407,7 +429,9 @@ class CanvasView(QWidget):
         super().leaveEvent(e)
 
     def resizeEvent(self, e) -> None:  # noqa: N802
-        if not self._fitted:
+        # The first fit happens before the docks have their final widths; refitting while the view is
+        # still the automatic one keeps the canvas (and a frame beside it) clear of the docks.
+        if not self._fitted or self._auto_fit:
             self.fit_to_window()
         else:
             # Keep the view centred on the same image point.

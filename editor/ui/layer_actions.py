@@ -6,6 +6,7 @@ undo step; views update from the model's signals, never from here.
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Optional
 
 from PySide6.QtCore import QObject, Signal
@@ -93,11 +94,11 @@ class LayerActions(QObject):
         return node.parent, node.index_in_parent() + 1
 
     def _unique_name(self, base: str) -> str:
-        names = {n.name for n in self.doc.nodes()}
-        i = sum(1 for n in self.doc.nodes() if not isinstance(n, LayerGroup)) + 1
-        while f"{base} {i}" in names:
-            i += 1
-        return f"{base} {i}"
+        """"Layer 2" after "Layer 1": one more than the highest number in use
+        (counting layers would skip numbers: "Background" and AI layers count)."""
+        numbers = [int(m.group(1)) for n in self.doc.nodes()
+                   if (m := re.fullmatch(rf"{re.escape(base)} (\d+)", n.name))]
+        return f"{base} {max(numbers, default=0) + 1}"
 
     # ------------------------------------------------------------- actions
     def add_layer(self) -> RasterLayer:

@@ -9,15 +9,16 @@ never disagree with the document; edits go through the document API.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtGui import QAction, QBrush, QColor, QFont
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel, QSlider, QSpinBox,
+    QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel, QMenu, QSlider, QSpinBox,
     QStyle, QToolButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
+from editor.ai.layer_info import generation_summary
 from editor.document import BlendMode, LayerGroup, Node, RasterLayer
 
 from .layer_actions import LayerActions
@@ -139,6 +140,10 @@ class LayersPanel(QWidget):
         layout.addWidget(self.tree, 1)
         layout.addLayout(buttons)
 
+        # Extra context-menu actions for a node (the AI host adds Regenerate / Vary / Use these settings).
+        self.context_actions: Optional[Callable[[Node], list[QAction]]] = None
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
         self.tree.itemChanged.connect(self._on_item_changed)
         self.tree.currentItemChanged.connect(self._on_current_changed)
         self.tree.itemExpanded.connect(lambda it: self._collapsed.discard(it.data(COL_NAME, UID_ROLE)))
@@ -153,6 +158,25 @@ class LayersPanel(QWidget):
         session.document_changed.connect(self._on_document_changed)
         session.active_changed.connect(self._sync_active)
         self._on_document_changed()
+
+    def context_menu_actions(self, node: Node) -> list[QAction]:
+        """What the right-click menu of ``node`` offers (tests read it without opening the menu)."""
+        actions = [self.layer_actions.actions[k] for k in ("duplicate", "delete", "merge_down")]
+        extra = self.context_actions(node) if self.context_actions is not None else []
+        return actions + list(extra)
+
+    def _context_menu(self, pos) -> None:
+        node = self._node_of(self.tree.itemAt(pos))
+        if node is None:
+            return
+        self.session.set_active(node)
+        menu = QMenu(self)
+        actions = self.context_menu_actions(node)
+        for i, action in enumerate(actions):
+            if i == 3:
+                menu.addSeparator()
+            menu.addAction(action)
+        menu.exec(self.tree.viewport().mapToGlobal(pos))
 
     # ----------------------------------------------------------- rebuilding
     def _on_document_changed(self, *_args) -> None:
@@ -223,8 +247,12 @@ class LayersPanel(QWidget):
             details = [blend_label(node.blend_mode)] if node.blend_mode is not BlendMode.NORMAL else []
             if node.opacity < 1.0:
                 details.append(f"{round(node.opacity * 100)} %")
-            if details:
-                item.setToolTip(COL_NAME, f"{node.name} ({', '.join(details)})")
+            tip = f"{node.name} ({', '.join(details)})" if details else ""
+            generated = generation_summary(getattr(node, "attributes", None) or {})
+            if generated:  # an AI layer: what made it (right-click: regenerate, vary, use these settings)
+                tip = f"{tip or node.name}\n{generated}"
+            if tip:
+                item.setToolTip(COL_NAME, tip)
             if not node.effectively_visible():
                 item.setForeground(COL_NAME, QBrush(QColor(140, 140, 140)))
             if isinstance(node, RasterLayer):

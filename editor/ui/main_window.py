@@ -300,6 +300,9 @@ class MainWindow(QMainWindow):
         stack = self.session.document.undo_stack
         text = stack.redo_text()
         if self.session.document.redo():
+            inserted = _inserted_node(stack.command(stack.index - 1))
+            if inserted is not None and self.session.document.find(inserted.uid) is not None:
+                self.session.set_active(inserted)  # the layer a redo brings back is the one to work on
             self.show_message(f"Redo: {text}", 2000)
 
     def _doc_call(self, name: str, *args) -> None:
@@ -563,3 +566,16 @@ class FirstRunHint(QFrame):
         text_height = self.label.heightForWidth(max(50, text_width))
         height = max(text_height, button.height()) + margins.top() + margins.bottom() + 2
         self.setGeometry((canvas.width() - width) // 2, 16, width, height)
+
+
+def _inserted_node(command):
+    """The node an (redone) insert command or macro adds, if any (the last one of a macro)."""
+    from editor.document.commands import InsertNodeCommand
+
+    if isinstance(command, InsertNodeCommand):
+        return command.node
+    for child in reversed(getattr(command, "children", [])):
+        node = _inserted_node(child)
+        if node is not None:
+            return node
+    return None

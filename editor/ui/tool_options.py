@@ -22,6 +22,7 @@ SWATCHES = (
     (60, 160, 70), (40, 120, 200), (110, 60, 170), (120, 80, 50),
 )
 KIND_TITLES = {"paint": "Brush", "erase": "Eraser", "mask": "Mask brush"}
+COLOUR_TOOLS = ("brush", "eyedropper", "fill")  # the others (frame, selection, move...) never use the colour
 
 
 class SliderSpin(QWidget):
@@ -93,7 +94,9 @@ class ToolOptionsPanel(QWidget):
             b.setToolTip("rgb{}".format(rgb))
             b.clicked.connect(lambda _c=False, c=rgb: session.set_color(c))
             swatches.addWidget(b, i // 5, i % 5)
-        color_row = QHBoxLayout()
+        self.color_row = QWidget()  # shown only for the tools that paint with the colour
+        color_row = QHBoxLayout(self.color_row)
+        color_row.setContentsMargins(0, 0, 0, 0)
         color_row.addWidget(self.color_button)
         color_row.addLayout(swatches)
         color_row.addStretch(1)
@@ -170,7 +173,7 @@ class ToolOptionsPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
-        layout.addLayout(color_row)
+        layout.addWidget(self.color_row)
         layout.addWidget(self.pages)
         layout.addStretch(1)
 
@@ -183,6 +186,7 @@ class ToolOptionsPanel(QWidget):
 
     # ---------------------------------------------------------------- tools
     def show_tool(self, tool_id: str, brush_kind: Optional[str], hint: str = "") -> None:
+        self.color_row.setVisible(tool_id in COLOUR_TOOLS or brush_kind == "paint")
         if brush_kind is not None:
             self.brush_kind = brush_kind
             self._sync_brush()

@@ -6,11 +6,12 @@ Importing this package does not import the core (torch takes seconds): the
 host loads it in the background once the window is up.
 
 - :mod:`.host` — ``AIHost(window)``: dock, overlay, frame-tool target, start-up;
-- :mod:`.controller` — ``AIController``: frame, request, engine/service, live
-  preview, final render, staging (UI thread; imports the core);
-- :mod:`.relay` — worker-thread core signals -> queued Qt signals;
+- :mod:`.controller` — ``AIController``: the thin Qt adapter of the Qt-free
+  :class:`editor.ai.session.AISession` (live, final, staging rules), plus the
+  poll timer, the model catalog the pickers show and the engine built from it;
+- :mod:`.relay` — worker-thread core reports -> the UI thread (queued);
 - :mod:`.panel`, :mod:`.overlay` — the widgets and the canvas drawing;
-- :mod:`.models` — model ids ("house:preview", "house:full", user paths) -> files;
+- :mod:`.models` — kept name for :mod:`editor.ai.catalog` (model ids -> files, "Add model…" checks);
 - :mod:`.stall` — an event-loop stall meter (tests, screenshots).
 """
 

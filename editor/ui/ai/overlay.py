@@ -47,10 +47,12 @@ class FrameOverlay:
             return f"Result {c.staging.index + 1}/{c.staging.count} · Enter accepts · Esc discards"
         mode = c.mode.label if c.mode is not None else "Generate"
         text = f"{mode} · {frame.w}×{frame.h}"
-        if c.final_job is not None:
-            text += " · rendering"
+        if c.waiting_for_preview:
+            text += " · waiting for the preview"
+        elif c.final_job is not None:
+            text += " · rendering · Esc cancels"
         elif c.live_enabled:
-            text += " · Live"
+            text += f" · {c.live_state()}"
         return text
 
     def paint(self, p: QPainter, vp: Viewport) -> None:

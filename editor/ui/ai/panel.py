@@ -18,20 +18,27 @@ from PySide6.QtWidgets import (
     QToolButton, QVBoxLayout, QWidget,
 )
 
+from inference.api import SAMPLERS as ENGINE_SAMPLERS
+from inference.api import SEED_MAX
+
 from .overlay import qimage_from_rgba
 
-# inference.samplers.SAMPLER_NAMES, spelled out so this module does not import torch (a test keeps them equal).
-SAMPLERS = (("euler", "Euler"), ("euler_a", "Euler ancestral"), ("dpmpp_2m_karras", "DPM++ 2M Karras"),
-            ("ddim", "DDIM"), ("lcm", "LCM"))
-SEED_MAX = 2**31 - 1
+SAMPLERS = tuple((name, info.display_name) for name, info in ENGINE_SAMPLERS.items())
 THUMB = 64
+# Fixed heights (in text lines) of the areas whose text changes: a message, a mode or a progress line
+# appearing must never move the controls below it (a click meant for Cancel would hit empty space).
+HEADER_LINES = 2
+STATUS_LINES = 3
 LEVEL_STYLES = {
     "info": "color: palette(window-text);",
     "warning": "color: #e0b050;",
     "error": "color: #ff7a6e; font-weight: bold;",
 }
-STRENGTH_TIP = ("How much of the frame changes in Prompt edit, Expand and Inpaint. Auto: the mode's default "
-                "(60 % for a prompt edit, 100 % otherwise). A new image (Generate) always uses 100 %.")
+STRENGTH_TIP = ("How much of the picture in the frame may change: low keeps it close to what is there, "
+                "100 % paints it anew. Auto: 60 % when redrawing a picture, 100 % otherwise. Only that share "
+                "of the steps runs (60 % of 20 steps = 12).")
+STEPS_TIP = "More steps: finer detail, slower. Redrawing runs only the Strength share of them."
+GUIDANCE_TIP = "How closely the picture follows the prompt: higher is more literal, lower more free"
 NEGATIVE_TIP = "What the image should not show. A1111 syntax: (word:1.4) stresses a word, [word] weakens it."
 
 
@@ -49,10 +56,9 @@ class AIPanel(QWidget):
         self._syncing = False
         self.setMinimumWidth(260)
 
-        self.mode_label = _small_label("Loading the AI engine…")
+        self.mode_label = _fixed_label(HEADER_LINES, "Loading the AI engine…", wrap=False)
         self.mode_label.setTextFormat(Qt.TextFormat.RichText)
-        self.message_label = _small_label()
-        self.message_label.hide()
+        self.message_label = _fixed_label(STATUS_LINES)
         self._message_timer = QTimer(self)
         self._message_timer.setSingleShot(True)
         self._message_timer.timeout.connect(self._fade_info)
@@ -67,7 +73,8 @@ class AIPanel(QWidget):
         self.negative.setTabChangesFocus(True)
         self.negative.setFixedHeight(44)
 
-        self.seed = QSpinBox()
+        self.seed = QDoubleSpinBox()  # QSpinBox stops at 2**31 - 1; seeds are 32-bit
+        self.seed.setDecimals(0)
         self.seed.setRange(0, SEED_MAX)
         self.seed.setKeyboardTracking(False)
         self.seed.setToolTip("The same seed and settings give the same image")
@@ -81,12 +88,13 @@ class AIPanel(QWidget):
         self.steps = QSpinBox()
         self.steps.setRange(1, 150)
         self.steps.setKeyboardTracking(False)
+        self.steps.setToolTip(STEPS_TIP)
         self.guidance = QDoubleSpinBox()
         self.guidance.setRange(0.0, 30.0)
         self.guidance.setSingleStep(0.5)
         self.guidance.setDecimals(1)
         self.guidance.setKeyboardTracking(False)
-        self.guidance.setToolTip("How closely to follow the prompt (CFG scale)")
+        self.guidance.setToolTip(GUIDANCE_TIP)
         self.strength = QSpinBox()
         self.strength.setRange(0, 100)
         self.strength.setSuffix(" %")
@@ -96,6 +104,8 @@ class AIPanel(QWidget):
         self.sampler = QComboBox()
         for name, label in SAMPLERS:
             self.sampler.addItem(label, name)
+            self.sampler.setItemData(self.sampler.count() - 1, ENGINE_SAMPLERS[name].description,
+                                     Qt.ItemDataRole.ToolTipRole)
         self.variations = QSpinBox()
         self.variations.setRange(1, 8)
         self.variations.setToolTip("How many results Generate makes (seed, seed+1, …)")
@@ -115,13 +125,20 @@ class AIPanel(QWidget):
         menu.addAction("Diffusers folder…", self._add_folder)
         self.add_model.setMenu(menu)
 
-        self.live = QCheckBox("Live")
-        self.live.setToolTip("Re-render the frame with the preview model as you paint, select or type")
+        self.live = QCheckBox("Live preview")
+        self.live.setToolTip("Redraw the frame with the fast model as you paint, select or type. "
+                             "Generate then refines what you see")
+        self.live_opacity_label = QLabel("Opacity")
         self.live_opacity = QSlider(Qt.Orientation.Horizontal)
         self.live_opacity.setRange(10, 100)
-        self.live_opacity.setToolTip("Opacity of the live preview on the canvas")
-        self.live_stats = QLabel("")
-        self.live_stats.setToolTip("Time per preview frame and frames per second")
+        self.live_opacity.setToolTip("How strongly the live preview covers the canvas")
+        self.live_opacity_label.setBuddy(self.live_opacity)
+        self.live_stats = _fixed_label(1, wrap=False)
+        self.live_stats.setToolTip("Time per preview frame, frames per second over the last seconds, and "
+                                   "frames skipped because newer edits replaced them")
+        self._stats_timer = QTimer(self)  # the rate decays to "idle" when edits stop
+        self._stats_timer.setInterval(1000)
+        self._stats_timer.timeout.connect(self._refresh_live_stats)
 
         self.generate_button = QPushButton("Generate")
         self.generate_button.setDefault(True)
@@ -129,15 +146,19 @@ class AIPanel(QWidget):
                                         "it refines the preview you see")
         self.generate_button.setMinimumHeight(32)
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running generation (Esc); the document stays as it was")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
         self.progress.setFixedHeight(8)
-        self.progress_text = QLabel("")
+        self.progress_text = _fixed_label(1, wrap=False)
         self.progress_thumb = QLabel()
         self.progress_thumb.setFixedSize(THUMB, THUMB)
         self.progress_thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        keep = self.progress_thumb.sizePolicy()
+        keep.setRetainSizeWhenHidden(True)  # showing the thumbnail must not move anything
+        self.progress_thumb.setSizePolicy(keep)
         self.progress_thumb.hide()
 
         self.results = QListWidget()
@@ -169,7 +190,6 @@ class AIPanel(QWidget):
         root.setContentsMargins(6, 6, 6, 6)
         root.setSpacing(6)
         root.addWidget(self.mode_label)
-        root.addWidget(self.message_label)
         root.addWidget(self.prompt)
         root.addWidget(self.negative)
 
@@ -207,7 +227,9 @@ class AIPanel(QWidget):
 
         live_row = QHBoxLayout()
         live_row.addWidget(self.live)
-        live_row.addWidget(self.live_opacity, 1)
+        live_row.addStretch(1)
+        live_row.addWidget(self.live_opacity_label)
+        live_row.addWidget(self.live_opacity, 2)
         root.addLayout(live_row)
         root.addWidget(self.live_stats)
 
@@ -219,8 +241,10 @@ class AIPanel(QWidget):
         progress_col = QVBoxLayout()
         progress_col.addWidget(self.progress)
         progress_col.addWidget(self.progress_text)
+        progress_col.addWidget(self.message_label)
+        progress_col.addStretch(1)
         progress_row.addLayout(progress_col, 1)
-        progress_row.addWidget(self.progress_thumb)
+        progress_row.addWidget(self.progress_thumb, 0, Qt.AlignmentFlag.AlignTop)
         root.addLayout(progress_row)
 
         self.results_box = QGroupBox("Results")
@@ -237,11 +261,28 @@ class AIPanel(QWidget):
         decide.addWidget(self.discard_button)
         results.addLayout(decide)
         root.addWidget(self.results_box)
+
+        # The active layer's generation settings (an AI layer's "properties"), below everything else
+        # so showing it moves no control.
+        self.layer_box = QGroupBox("AI layer")
+        layer_col = QVBoxLayout(self.layer_box)
+        layer_col.setContentsMargins(6, 4, 6, 6)
+        self.layer_info = _small_label()
+        layer_col.addWidget(self.layer_info)
+        self.layer_buttons = QHBoxLayout()
+        layer_col.addLayout(self.layer_buttons)
+        self.layer_box.hide()
+        root.addWidget(self.layer_box)
         root.addStretch(1)
         for label in self.findChildren(QLabel):
-            label.setSizePolicy(QSizePolicy.Policy.Preferred, label.sizePolicy().verticalPolicy())
+            if label.sizePolicy().horizontalPolicy() != QSizePolicy.Policy.Ignored:  # fixed areas stay as set
+                label.setSizePolicy(QSizePolicy.Policy.Preferred, label.sizePolicy().verticalPolicy())
 
     # ------------------------------------------------------------ binding
+    def resizeEvent(self, event) -> None:  # noqa: N802 - the header elides to the new width
+        super().resizeEvent(event)
+        self._show_mode()
+
     def set_unavailable(self, text: str) -> None:
         """The AI core could not be loaded: say so; the rest of the editor works."""
         self.setEnabled(True)
@@ -259,7 +300,7 @@ class AIPanel(QWidget):
         self.live_opacity.setValue(round(c.live_opacity * 100))
         self.prompt.textChanged.connect(lambda: self._edit(prompt=self.prompt.toPlainText()))
         self.negative.textChanged.connect(lambda: self._edit(negative_prompt=self.negative.toPlainText()))
-        self.seed.valueChanged.connect(lambda v: self._edit(seed=int(v)))
+        self.seed.valueChanged.connect(lambda v: self._edit(seed=int(round(v))))
         self.seed_lock.toggled.connect(self._on_seed_lock)
         self.seed_random.clicked.connect(lambda: c.randomize_seed())
         self.steps.valueChanged.connect(lambda v: self._edit(steps=int(v)))
@@ -306,7 +347,7 @@ class AIPanel(QWidget):
                 self.prompt.setPlainText(r.prompt)
             if self.negative.toPlainText() != r.negative_prompt:
                 self.negative.setPlainText(r.negative_prompt)
-            self.seed.setValue(min(int(r.seed), SEED_MAX))
+            self.seed.setValue(min(int(r.seed), SEED_MAX))  # a double holds every 32-bit seed exactly
             self.seed_lock.setChecked(r.seed_locked)
             self.steps.setValue(int(r.steps))
             self.guidance.setValue(float(r.guidance))
@@ -328,7 +369,8 @@ class AIPanel(QWidget):
             for entry in c.entries.values():
                 text = entry.label if entry.available else f"{entry.label} (missing)"
                 combo.addItem(text, entry.id)
-                combo.setItemData(combo.count() - 1, entry.problem or str(entry.path), Qt.ItemDataRole.ToolTipRole)
+                tip = entry.problem or "\n".join(filter(None, (entry.description, str(entry.path))))
+                combo.setItemData(combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
             self._select_model(combo, current)
             combo.blockSignals(False)
 
@@ -346,15 +388,17 @@ class AIPanel(QWidget):
         if c is None or c.mode is None:
             return
         f = c.frame
-        self.mode_label.setText(f"<b>{c.mode.label}</b> · frame {f.w}×{f.h} at {f.x}, {f.y}"
-                                f"<br><span style='color: gray'>{c.mode.reason[:1].upper()}{c.mode.reason[1:]}"
-                                "</span>")
+        reason = f"{c.mode.reason[:1].upper()}{c.mode.reason[1:]}"
+        self.mode_label.setText(f"<b>{c.mode.label}</b> · {f.w}×{f.h}<br><span style='color: gray'>"
+                                f"{_elided(self.mode_label, reason)}</span>")
+        self.mode_label.setToolTip(f"{c.mode.label}: {reason}. Frame {f.w}×{f.h} at {f.x}, {f.y}")
 
     def show_message(self, text: str, level: str = "info") -> None:
+        """Messages go to the fixed status area under the buttons; an empty text clears it."""
         self.message_label.setStyleSheet(LEVEL_STYLES.get(level, ""))
         self.message_label.setText(text)
-        self.message_label.setVisible(bool(text))
-        self.message_level = level
+        self.message_label.setToolTip(text)
+        self.message_level = level if text else ""
         if level == "info" and text:
             self._message_timer.start(8000)
         else:
@@ -364,7 +408,7 @@ class AIPanel(QWidget):
 
     def _fade_info(self) -> None:
         if self.message_level == "info":
-            self.message_label.hide()
+            self.show_message("", "")
 
     def _on_progress(self, fraction: float, text: str) -> None:
         if fraction < 0:
@@ -382,8 +426,9 @@ class AIPanel(QWidget):
         self.progress_thumb.show()
 
     def _on_busy(self, busy: bool) -> None:
+        # Cancel has one target: the running generation. A live render needs none (newer edits replace it).
         self.generate_button.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy or self.live.isChecked())
+        self.cancel_button.setEnabled(busy)
 
     def _on_live_toggled(self, on: bool) -> None:
         if self._syncing:
@@ -397,14 +442,21 @@ class AIPanel(QWidget):
         self.live.setChecked(on)
         self._syncing = False
         self.live_opacity.setEnabled(on)
-        if not on:
+        self.live_opacity_label.setEnabled(on)
+        if on:
+            self._stats_timer.start()
+        else:
+            self._stats_timer.stop()
             self.live_stats.setText("")
-        self._on_busy(self.controller.final_job is not None)
+        self._on_busy(self.controller.busy)
 
-    def _on_live_stats(self, stats) -> None:
-        if stats.finished:
-            self.live_stats.setText(f"Preview: {stats.last_frame_time * 1000:.0f} ms per frame · "
-                                    f"{stats.fps:.1f} fps · {stats.finished} frames")
+    def _on_live_stats(self, _stats=None) -> None:
+        self._refresh_live_stats()
+
+    def _refresh_live_stats(self) -> None:
+        live = self.controller.live if self.controller is not None else None
+        text = live.readout() if live is not None and self.controller.live_enabled else ""
+        self.live_stats.setText(f"Preview: {text}" if text else "")
 
     def _on_seed_lock(self, locked: bool) -> None:
         self._edit(seed_locked=bool(locked))
@@ -436,6 +488,21 @@ class AIPanel(QWidget):
         if row >= 0:
             self.controller.staging.select(row)
 
+    # ------------------------------------------------------------ AI layer
+    def set_layer_actions(self, actions) -> None:
+        """Regenerate / Vary / Use these settings, as buttons under the layer's settings."""
+        for action in actions:
+            button = QToolButton()
+            button.setDefaultAction(action)
+            self.layer_buttons.addWidget(button)
+        self.layer_buttons.addStretch(1)
+
+    def show_layer(self, name: str, lines: list[str]) -> None:
+        """The active layer's generation settings ([] hides the box: not an AI layer)."""
+        self.layer_box.setVisible(bool(lines))
+        self.layer_box.setTitle(f"AI layer “{name}”" if lines else "AI layer")
+        self.layer_info.setText("\n".join(lines))
+
     # ------------------------------------------------------------- models
     def choose_model_file(self) -> str:
         path, _ = QFileDialog.getOpenFileName(self, "Add a model checkpoint", "",
@@ -454,6 +521,22 @@ class AIPanel(QWidget):
         path = self.choose_model_folder()
         if path:
             self.controller.add_model(path)
+
+
+def _fixed_label(lines: int, text: str = "", wrap: bool = True) -> QLabel:
+    """A label exactly ``lines`` text lines tall, whatever it shows (empty included)."""
+    label = QLabel(text)
+    label.setWordWrap(wrap)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+    label.setFixedHeight(label.fontMetrics().lineSpacing() * lines + 2)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)  # long text never widens the dock
+    return label
+
+
+def _elided(label: QLabel, text: str) -> str:
+    width = max(80, label.width() - 8)
+    return label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, width)
 
 
 def _thumbnail(image) -> QPixmap:

@@ -1,0 +1,284 @@
+"""Which models the AI panel can offer, where their files are, and what a
+file the user adds actually is.
+
+A model is named by the string the settings store: ``"house:preview"`` and
+``"house:full"`` are the bundled house model (``assets/house/preview`` and
+``assets/house/full``, diffusers layout, 128 px native); any other string is
+a user path, a checkpoint file (``.safetensors``) or a diffusers folder. The
+same string is the model's id in the engine, so a layer's metadata, the
+pickers and the engine all agree.
+
+Qt-free and torch-free on purpose: the panel lists models and refuses bad
+files ("Add model…") long before the engine (and torch) are loaded.
+``CANVASAI_HOUSE_DIR`` points the house ids elsewhere (tests, portable
+installs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+HOUSE_DIR_ENV = "CANVASAI_HOUSE_DIR"
+HOUSE_PREVIEW = "house:preview"
+HOUSE_FULL = "house:full"
+HOUSE_FOLDERS = {HOUSE_PREVIEW: "preview", HOUSE_FULL: "full"}
+HOUSE_LABELS = {HOUSE_PREVIEW: "House preview (fast)", HOUSE_FULL: "House full"}
+HOUSE_NATIVE = 128  # the house model's training size (its family's default, 512, would be wrong)
+HOUSE_NOTES = "house.json"  # written by inference.house.export: native size, steps, guidance
+CHECKPOINT_SUFFIXES = (".safetensors",)
+# Steps for live previews of a model that recommends none: few-step models
+# (LCM, Turbo, the house preview) look right at 1-4, others look rough but
+# show composition, which is what a preview is for.
+DEFAULT_PREVIEW_STEPS = 4
+# Kinds that can render an image on their own; the others (a VAE, a LoRA, a bare UNet) are parts.
+RUNNABLE_KINDS = ("checkpoint", "diffusers")
+KIND_WORDS = {"vae": "a VAE (the image decoder), not a whole model", "taesd": "a tiny preview decoder (TAESD), "
+              "not a whole model", "lora": "a LoRA (an add-on to a model), not a whole model",
+              "unet": "a bare UNet without its text encoder and VAE", "unknown": "not a model this editor can run"}
+
+
+def house_dir() -> Path:
+    override = os.environ.get(HOUSE_DIR_ENV)
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "assets" / "house"
+
+
+# --------------------------------------------------------------------------- inspecting files
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a model file or folder is, read from its headers (no weights)."""
+
+    kind: str  # "checkpoint", "diffusers", "unet", "vae", "taesd", "lora", "unknown"
+    family: str = ""  # "sd1", "sdxl", ... ("" when unknown)
+    family_description: str = ""  # "Stable Diffusion 1.x"
+    size_bytes: int = 0
+    native_resolution: Optional[int] = None
+    steps: Optional[int] = None  # the model's recommended settings (its preset), if any
+    guidance: Optional[float] = None
+    sampler: Optional[str] = None
+    format: str = ""  # "diffusers" for a folder, "safetensors" for a single file
+
+    @property
+    def runnable(self) -> bool:
+        return self.kind in RUNNABLE_KINDS
+
+    def summary(self) -> str:
+        """"Stable Diffusion 1.x checkpoint · 2.1 GB"."""
+        what = self.family_description or self.family or "model"
+        folder = self.kind == "diffusers" or self.format == "diffusers"
+        kind = "diffusers folder" if folder else self.kind
+        return f"{what} {kind} · {format_size(self.size_bytes)}"
+
+
+class ModelRefused(ValueError):
+    """The file cannot be used as a model; ``str()`` is a one-line reason for the user."""
+
+
+def format_size(size_bytes: int) -> str:
+    size = float(size_bytes)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"  # pragma: no cover - the loop always returns
+
+
+def _tree_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += (Path(root) / name).stat().st_size
+            except OSError:
+                pass
+    return total
+
+
+def _basic_facts(path: Path) -> ModelFacts:
+    """Used until the engine offers ``inference.api.read_model_info``: checks
+    that the file is at least a well-formed safetensors header or a diffusers
+    folder, so a text file is refused when it is added."""
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelRefused(f"{path.name} is not a diffusers model folder (it has no model_index.json)")
+        return ModelFacts("diffusers", size_bytes=_tree_size(path))
+    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise ModelRefused(f"{path.name} is not a .safetensors checkpoint")
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if length <= 1 or length > min(size - 8, 100_000_000):
+            raise ModelRefused(f"{path.name} is not a safetensors file (its header is missing or damaged)")
+        try:
+            header = json.loads(handle.read(length))
+        except (ValueError, UnicodeDecodeError):
+            raise ModelRefused(f"{path.name} is not a safetensors file (its header is not valid)") from None
+    if not isinstance(header, dict) or not any(k != "__metadata__" for k in header):
+        raise ModelRefused(f"{path.name} holds no tensors")
+    keys = [k for k in header if k != "__metadata__"]
+    if not any(k.startswith(("model.diffusion_model.", "unet.")) for k in keys):
+        kind = "lora" if any("lora" in k for k in keys) else ("vae" if any(k.startswith(("encoder.", "decoder."))
+                                                                            for k in keys) else "unknown")
+        return ModelFacts(kind, size_bytes=size)
+    return ModelFacts("checkpoint", size_bytes=size)
+
+
+def inspect_model_file(path: str | Path) -> ModelFacts:
+    """What ``path`` is (headers only; never loads weights). Raises
+    :class:`ModelRefused` with a one-line reason for anything unusable.
+    The one place that asks the engine, so tests can replace it."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelRefused(f"{path} does not exist")
+    try:
+        from inference.api import read_model_info  # torch-free
+    except ImportError:
+        return _basic_facts(path)
+    from inference.errors import InferenceError
+
+    try:
+        info = read_model_info(path)
+    except InferenceError as exc:
+        raise ModelRefused(str(exc).splitlines()[0] if str(exc) else f"{path.name} cannot be read") from None
+    except OSError as exc:
+        raise ModelRefused(f"{path.name} cannot be read ({exc.strerror or exc})") from None
+    preset = getattr(info, "preset", None)
+    return ModelFacts(
+        kind=str(getattr(info, "kind", "unknown")), family=str(getattr(info, "family", "") or ""),
+        family_description=str(getattr(info, "family_description", "") or ""),
+        size_bytes=int(getattr(info, "size_bytes", 0) or 0),
+        native_resolution=_number(getattr(info, "native_resolution", None), int),
+        steps=_number(getattr(preset, "steps", None), int), guidance=_number(getattr(preset, "guidance", None), float),
+        sampler=getattr(preset, "sampler", None), format=str(getattr(info, "format", "") or ""),
+    )
+
+
+def check_runnable(path: str | Path) -> ModelFacts:
+    """:func:`inspect_model_file`, also refusing parts of a model (VAE, LoRA...)."""
+    facts = inspect_model_file(path)
+    if not facts.runnable:
+        name = Path(path).name
+        raise ModelRefused(f"{name} is {KIND_WORDS.get(facts.kind, KIND_WORDS['unknown'])}")
+    return facts
+
+
+# --------------------------------------------------------------------------- catalog entries
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model the pickers offer; ``problem`` says why it cannot run ("" if it can)."""
+
+    id: str
+    label: str
+    path: Path
+    native_resolution: Optional[int] = None  # None: the engine reads it from the model's family
+    steps: Optional[int] = None  # recommended sampling steps (house.json / the model's preset)
+    guidance: Optional[float] = None  # recommended guidance (house.json / the model's preset)
+    problem: str = ""
+    description: str = ""  # "Stable Diffusion 1.x checkpoint · 2.1 GB" once inspected
+
+    @property
+    def available(self) -> bool:
+        return not self.problem
+
+    @property
+    def is_house(self) -> bool:
+        return self.id in HOUSE_FOLDERS
+
+
+def _notes(folder: Path) -> dict:
+    try:
+        data = json.loads((folder / HOUSE_NOTES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _number(value, kind):
+    try:
+        return kind(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def resolve(model_id: str) -> ModelEntry:
+    """The entry for a settings string (never raises; a bad one has a ``problem``)."""
+    model_id = model_id.strip()
+    if model_id in HOUSE_FOLDERS:
+        folder = house_dir() / HOUSE_FOLDERS[model_id]
+        notes = _notes(folder)
+        problem = ""
+        if not (folder / "model_index.json").is_file():
+            problem = (f"The house model is not installed ({folder} is missing). "
+                       "Install it, or pick another model with “Add model…”.")
+        return ModelEntry(model_id, HOUSE_LABELS[model_id], folder,
+                          _number(notes.get("native_resolution"), int) or HOUSE_NATIVE,
+                          _number(notes.get("steps"), int), _number(notes.get("guidance"), float), problem)
+    path = Path(model_id).expanduser()
+    label = path.stem if path.suffix.lower() in CHECKPOINT_SUFFIXES else path.name
+    notes = _notes(path) if path.is_dir() else {}
+    if not model_id:
+        problem = "No model is chosen."
+    elif not path.exists():
+        problem = f"The model {path} does not exist (moved or deleted?)."
+    elif path.is_dir() and not (path / "model_index.json").is_file():
+        problem = f"{path} is not a diffusers model folder (it has no model_index.json)."
+    else:
+        problem = ""
+    return ModelEntry(model_id, label or model_id, path, _number(notes.get("native_resolution"), int),
+                      _number(notes.get("steps"), int), _number(notes.get("guidance"), float), problem)
+
+
+def inspected_entry(path: str) -> ModelEntry:
+    """"Add model…": the entry for a file or folder the user picked, inspected
+    now; raises :class:`ModelRefused` (one line) for anything unusable."""
+    facts = check_runnable(path)
+    entry = resolve(path)
+    if entry.problem:
+        raise ModelRefused(entry.problem)
+    return ModelEntry(entry.id, entry.label, entry.path, entry.native_resolution or facts.native_resolution,
+                      entry.steps or facts.steps, entry.guidance if entry.guidance is not None else facts.guidance,
+                      "", facts.summary())
+
+
+def is_model_path(path: Path) -> bool:
+    if path.is_dir():
+        return (path / "model_index.json").is_file()
+    return path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES
+
+
+def discover(folders: Iterable[str]) -> list[str]:
+    """Model ids found directly inside ``folders``: checkpoint files and diffusers folders."""
+    found: list[str] = []
+    for folder in folders:
+        try:
+            children = sorted(Path(folder).expanduser().iterdir())
+        except OSError:
+            continue
+        found.extend(str(child) for child in children if is_model_path(child))
+    return found
+
+
+def catalog(settings) -> list[ModelEntry]:
+    """What the pickers list: the house models, the settings' choices, then the model folders."""
+    ids = [HOUSE_PREVIEW, HOUSE_FULL, settings.preview_model, settings.final_model]
+    ids += discover(settings.model_folders)
+    return [resolve(model_id) for model_id in dict.fromkeys(i for i in ids if i.strip())]
+
+
+def engine_specs(entries: Iterable[ModelEntry], resident: Iterable[str] = ()) -> dict:
+    """``{id: ModelSpec}`` for a :class:`~editor.ai.TorchEngine` (usable entries only).
+    Imports the AI core (and torch): call it once the core is loaded."""
+    from editor.ai.engine import ModelSpec
+
+    resident = set(resident)
+    return {
+        entry.id: ModelSpec(entry.path, label=entry.label, native_resolution=entry.native_resolution,
+                            resident=entry.id in resident)
+        for entry in entries if entry.available
+    }
