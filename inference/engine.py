@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .api import GenerationRequest, GenerationResult, ModelInfo, read_model_info
@@ -43,7 +43,9 @@ class ModelRef:
     unet_path: str | Path | None = None  # a UNet-only file on top of `path`'s VAE and text encoders
     dtype: str | None = None  # default: fp16 on GPUs, fp32 on CPU
     prediction_type: str | None = None  # override for files that don't say (SD2 single files)
-    resident: bool = False  # stays loaded (the live-preview model)
+    # Stays loaded (the live-preview model). Not part of the identity: turning residency on or off
+    # must not reload a model that is already in memory.
+    resident: bool = field(default=False, compare=False)
     tag: str = ""  # tells apart two entries that load one file (the editor's model ids)
 
     @property
@@ -116,6 +118,14 @@ class Engine:
     def loaded(self) -> list[ModelRef]:
         with self._lock:
             return list(self._pipelines)
+
+    def set_residency(self, refs: list[ModelRef]) -> None:
+        """Take the `resident` flags of `refs` for the loaded pipelines they name (no reload)."""
+        with self._lock:
+            for ref in refs:
+                if ref in self._pipelines:
+                    # Popping first matters: assigning to an existing key keeps the old key object.
+                    self._pipelines[ref] = self._pipelines.pop(ref)
 
     def unload(self, keep: tuple[ModelRef, ...] = (), include_resident: bool = False) -> None:
         with self._lock:
