@@ -106,7 +106,10 @@ def test_signal_emits_do_not_steal_references_to_true(window):
     before = sys.getrefcount(True)
     for _ in range(20000):
         window.canvas.zoom_changed.emit(1.0)
-    assert abs(sys.getrefcount(True) - before) < 100
+    delta = sys.getrefcount(True) - before
+    # Losing references is the crash; a surplus (the compensation also counting emits that did
+    # not leak, seen as +200…600 per 20 000 on PySide 6.12.0 here) can never free True.
+    assert delta > -100, delta
 
 
 def test_layer_thumbnails_follow_the_pixels(window):
