@@ -15,7 +15,7 @@ from .model_info import ModelInfo, Preset, read_model_info
 # seam correction for both (torch-free).
 from .outpaint import DEFAULT_STRENGTH as OUTPAINT_STRENGTH
 from .outpaint import extend_canvas, outpaint_request, seam_change_map
-from .requests import (GenerationRequest, GenerationResult, Mode, as_mask_array, as_rgb_array,
+from .requests import (GenerationRequest, GenerationResult, LoraSpec, Mode, as_mask_array, as_rgb_array,
                        validate_request)
 from .samplers.registry import SAMPLERS, SPACINGS, SamplerInfo, check_sampler, sampler_for_scheduler_class
 from .seams import seam_correct
@@ -23,7 +23,7 @@ from .seams import seam_correct
 __all__ = [
     "DEFAULT_GUIDANCE", "DEFAULT_IMG2IMG_STRENGTH", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "MAX_GUIDANCE", "MAX_SIDE",
     "MAX_STEPS", "OUTPAINT_STRENGTH", "SAMPLERS", "SEED_MAX", "SPACINGS",
-    "GenerationRequest", "GenerationResult", "Mode", "ModelInfo", "Preset", "SamplerInfo",
+    "GenerationRequest", "GenerationResult", "LoraSpec", "Mode", "ModelInfo", "Preset", "SamplerInfo",
     "as_mask_array", "as_rgb_array", "check_sampler", "extend_canvas", "outpaint_request", "read_model_info",
     "sampler_for_scheduler_class", "seam_change_map", "seam_correct", "validate_request",
 ]

@@ -50,6 +50,9 @@ def _add_generate(sub) -> None:
                    help="outpaint: grow --init-image by these pixel margins (the result's sides must be multiples of 8)")
     p.add_argument("--prefill", choices=["edge", "telea", "mirror"], default="edge",
                    help="outpaint: how the new area is filled before sampling (default edge)")
+    p.add_argument("--lora", action="append", default=[], metavar="FILE[:WEIGHT[:TEXT_WEIGHT]]",
+                   help="apply a LoRA (repeatable); WEIGHT (default 1) scales its UNet change, TEXT_WEIGHT "
+                        "its text-encoder change (default WEIGHT)")
     p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
@@ -132,6 +135,23 @@ def _outpaint(args, request, init, mask):
     return outpaint_request(request, init, *margins, prefill=args.prefill, strength=strength)
 
 
+def _lora_spec(value: str):
+    """FILE[:WEIGHT[:TEXT_WEIGHT]], the weights read from the right so Windows paths keep their ':'."""
+    from .api import LoraSpec
+
+    parts, weights = value.split(":"), []
+    while len(parts) > 1 and len(weights) < 2:
+        try:
+            weights.insert(0, float(parts[-1]))
+        except ValueError:
+            break
+        parts.pop()
+    path = ":".join(parts)
+    if not Path(path).is_file():
+        raise InferenceError(f"--lora {value}: no such file {path}")
+    return LoraSpec(path, *weights)
+
+
 def _settings(args, info) -> tuple[dict, str | None]:
     """Sampler, steps, guidance and spacing: what the user gave, else the model's preset; and a
     note saying which values came from the preset when they differ from the engine's defaults."""
@@ -188,7 +208,7 @@ def _generate(args) -> int:
     settings, note = _settings(args, info)
     request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative, seed=args.seed,
                                 width=width, height=height, init_image=init, strength=strength, mask=mask,
-                                **settings)
+                                loras=tuple(_lora_spec(value) for value in args.lora), **settings)
     if args.extend:
         request = _outpaint(args, request, init, mask)
     validate_request(request)  # before any loading or progress output, so bad input stays one line
@@ -216,6 +236,8 @@ def _generate(args) -> int:
         for bar in bars:
             bar.close()
         signal.signal(signal.SIGINT, previous)
+    for warning in result.info.get("lora_warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     model = engine.load(ref).model
     info_text = PngImagePlugin.PngInfo()
     info_text.add_text("parameters", _parameters_text(args, request, model))
@@ -232,8 +254,13 @@ def _inspect(args) -> int:
     from .api import read_model_info
     from .loader import inspect_model
 
-    report = inspect_model(args.path, args.prediction_type)
     info = read_model_info(args.path, args.prediction_type)
+    if info.kind == "lora":
+        from .lora.formats import inspect_lora
+
+        print(json.dumps(inspect_lora(args.path), indent=2, default=str))
+        return 0
+    report = inspect_model(args.path, args.prediction_type)
     # The torch-free facts the editor and the CLI plan with, next to the loader's key report.
     report.update(native_resolution=info.native_resolution, latent_channels=info.latent_channels,
                   latent_scaling_factor=info.latent_scaling_factor, latents_mean=info.latents_mean,

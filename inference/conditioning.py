@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .loader import DiffusionModel, TextEncoder
+from .lora.apply import text_version
 from .models.layers import timestep_embedding
 from .tokenizer import apply_weights, tokenize_weighted
 
@@ -80,6 +81,16 @@ def sdxl_time_ids(height: int, width: int, crop_top: int = 0, crop_left: int = 0
     return torch.tensor([[height, width, crop_top, crop_left, height, width]], dtype=torch.float32)
 
 
+def guidance_embedding(guidance: float, dim: int) -> torch.Tensor:
+    """LCM UNets' guidance input (diffusers' `get_guidance_scale_embedding` of w = guidance − 1):
+    sin ‖ cos of 1000·w over `dim // 2` log-spaced frequencies, zero-padded to an odd `dim`."""
+    half = dim // 2
+    frequencies = torch.exp(torch.arange(half, dtype=torch.float32) * -(torch.log(torch.tensor(10000.0)) / (half - 1)))
+    angles = torch.tensor([(guidance - 1.0) * 1000.0], dtype=torch.float32)[:, None] * frequencies[None, :]
+    embedding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    return torch.nn.functional.pad(embedding, (0, dim % 2))
+
+
 def adm_vector(pooled: torch.Tensor, time_ids: torch.Tensor) -> torch.Tensor:
     """SDXL's `y`: pooled bigG embedding ‖ 256-d sinusoidal embedding of each of the 6 time ids."""
     embedded = timestep_embedding(time_ids.flatten().to(pooled.device), 256).reshape(time_ids.shape[0], -1)
@@ -94,7 +105,8 @@ class PromptCache:
         self._items: OrderedDict[tuple, PromptEmbedding] = OrderedDict()
 
     def get(self, model: DiffusionModel, text: str, min_chunks: int) -> PromptEmbedding:
-        key = (id(model), text, min_chunks)
+        # A text-encoder LoRA changes the embeddings of the same text: its version is in the key.
+        key = (id(model), text_version(model), text, min_chunks)
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
@@ -115,10 +127,9 @@ def build_conditioning(model: DiffusionModel, prompt: str, negative: str, guidan
     y = None
     time_ids = negative_time_ids = None
     if model.family.uses_time_ids:
-        pooled_width = positive.pooled.shape[-1]
-        refiner = model.unet.config.adm_in_channels == pooled_width + 5 * 256
-        time_ids = sdxl_time_ids(height, width, aesthetic_score=6.0 if refiner else None)
-        negative_time_ids = sdxl_time_ids(height, width, aesthetic_score=2.5 if refiner else None)
+        scores = model.family.aesthetic_scores or (None, None)
+        time_ids = sdxl_time_ids(height, width, aesthetic_score=scores[0])
+        negative_time_ids = sdxl_time_ids(height, width, aesthetic_score=scores[1])
     if not guided:
         if time_ids is not None:
             y = adm_vector(positive.pooled, time_ids)

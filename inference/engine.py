@@ -61,6 +61,7 @@ class Engine:
         self._loader = loader
         self._pipelines: dict[ModelRef, object] = {}
         self._infos: dict[tuple, ModelInfo] = {}
+        self._loras: dict[tuple, object] = {}  # parsed LoRA files by (path, size, mtime)
         self._lock = threading.RLock()  # guards the dicts (short holds)
         self._load_lock = threading.Lock()  # one load at a time (long holds)
         self.loads: list[ModelRef] = []  # in load order (diagnostics, tests)
@@ -185,12 +186,20 @@ class Engine:
     # ------------------------------------------------------------------ running
     def generate(self, ref: ModelRef, request: GenerationRequest, progress: Progress | None = None,
                  should_stop: ShouldStop | None = None, return_latents: bool = False) -> GenerationResult:
+        from .lora.apply import patcher_for
+
         pipeline = self.load(ref)
+        # Merge the request's LoRAs (an empty list restores the base weights exactly); switching
+        # LoRAs or weights never reloads the model.
+        lora_warnings = patcher_for(pipeline.model).apply(self._lora_stack(request.loras))
         for attempt in (1, 2):
             try:
                 with guard_decode(pipeline.model.vae, self.decode_tiles):
-                    return pipeline.generate(request, progress=progress, should_stop=should_stop,
-                                             return_latents=return_latents)
+                    result = pipeline.generate(request, progress=progress, should_stop=should_stop,
+                                               return_latents=return_latents)
+                if lora_warnings:
+                    result.info["lora_warnings"] = list(lora_warnings)
+                return result
             except OutOfMemoryError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -201,6 +210,26 @@ class Engine:
                 self.unload(keep=(ref,), include_resident=True)
         raise OutOfMemoryError(f"Out of memory generating a {request.width}x{request.height} image with "
                                f"{ref.label}. Try a smaller frame or fewer steps at once.")
+
+    def _lora_stack(self, specs) -> list:
+        from .lora.apply import LoraWeight, load_lora
+
+        stack = []
+        for spec in specs:
+            path = Path(spec.path)
+            try:
+                stat = path.stat()
+            except OSError:
+                raise ModelFormatError(f"{path}: no such LoRA file") from None
+            key = (str(path), stat.st_size, stat.st_mtime_ns)
+            with self._lock:
+                lora = self._loras.get(key)
+            if lora is None:
+                lora = load_lora(path)
+                with self._lock:
+                    self._loras[key] = lora
+            stack.append(LoraWeight(lora, spec.unet, spec.text))
+        return stack
 
     def preview_image(self, ref: ModelRef, latents):
         """Decode intermediate latents for a progress preview (uint8 RGB), or None."""

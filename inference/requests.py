@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,18 @@ def as_mask_array(mask: Any) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- request / result
+MAX_LORA_WEIGHT = 8.0  # beyond this every LoRA we know of turns the image to noise
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """One LoRA of a request: its file and how strongly it changes the UNet and the text encoders."""
+
+    path: str
+    unet: float = 1.0
+    text: float | None = None  # None: the same as `unet`
+
+
 @dataclass
 class GenerationRequest:
     prompt: str
@@ -70,6 +83,7 @@ class GenerationRequest:
     change_map: np.ndarray | None = None
     image_guidance: float = 1.5  # InstructPix2Pix: how closely to follow the input image
     guidance_rescale: float = 0.0  # "rescaled CFG" for zero-terminal-SNR models (0.7 is typical)
+    loras: tuple[LoraSpec, ...] = ()  # applied in order on top of the model; none: the base model
 
     def mode(self, unet_in_channels: int = 4) -> str:
         if self.mask is not None:
@@ -140,5 +154,12 @@ def validate_request(request: GenerationRequest) -> None:
         if not np.issubdtype(change.dtype, np.floating) or not np.isfinite(change).all() \
                 or change.min() < 0 or change.max() > 1:
             raise InvalidRequestError("change map must be finite floats between 0 and 1")
+    for spec in request.loras:
+        if not isinstance(spec, LoraSpec):
+            raise InvalidRequestError(f"LoRA entry {spec!r} is not a LoraSpec")
+        for weight in (spec.unet, spec.unet if spec.text is None else spec.text):
+            if not _is_number(weight) or abs(weight) > MAX_LORA_WEIGHT:
+                raise InvalidRequestError(f"LoRA {Path(spec.path).name}: weight {weight!r} is outside "
+                                          f"-{MAX_LORA_WEIGHT:g}…{MAX_LORA_WEIGHT:g}")
     if not _is_int(request.seed) or not 0 <= request.seed <= SEED_MAX:
         raise InvalidRequestError(f"seed {request.seed!r} must be a whole number between 0 and {SEED_MAX}")
