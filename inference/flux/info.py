@@ -1,0 +1,89 @@
+"""What a FLUX.1 diffusers folder is, read from its JSON files and safetensors headers (torch-free,
+like `inference.model_info`, so the editor's model picker can describe FLUX without torch)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ModelFormatError
+from ..formats.diffusers_weights import component_weights
+from ..model_info import ModelInfo, Preset
+
+FLUX_PIPELINE_CLASSES = ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline")
+COMPONENTS = {"transformer": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model",
+              "text_encoder_2": "model"}
+# BFL's recommended settings: schnell 1–4 steps without guidance, dev 28–50 steps at guidance 3.5.
+SCHNELL_PRESET = Preset(sampler="euler", steps=4, guidance=0.0, source="FLUX.1 [schnell] defaults")
+DEV_PRESET = Preset(sampler="euler", steps=28, guidance=3.5, source="FLUX.1 [dev] defaults")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFormatError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{path}: unreadable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelFormatError(f"{path}: expected a JSON object")
+    return data
+
+
+def is_flux_folder(path: str | Path) -> bool:
+    """True for a diffusers folder whose model_index.json names a FLUX.1 pipeline."""
+    index = Path(path) / "model_index.json"
+    if not index.is_file():
+        return False
+    try:
+        return read_json(index).get("_class_name") in FLUX_PIPELINE_CLASSES
+    except ModelFormatError:
+        return False
+
+
+BFL_MARKER = "double_blocks.0.img_attn.qkv.weight"
+
+
+def is_bfl_transformer_file(path: str | Path) -> bool:
+    """True for a `.safetensors` file holding a FLUX.1 transformer in BFL's layout (optionally
+    under `model.diffusion_model.`), read from the header only."""
+    from ..formats.safetensors_header import read_header
+
+    try:
+        keys = read_header(Path(path)).tensors
+    except (ModelFormatError, OSError):
+        return False
+    return any(key == BFL_MARKER or key.endswith("." + BFL_MARKER) for key in keys)
+
+
+def flux_folder_info(root: str | Path) -> ModelInfo:
+    """ModelInfo of a FLUX.1 folder: family "flux1-dev" (guidance embedding) or "flux1-schnell"."""
+    root = Path(root)
+    transformer = read_json(root / "transformer" / "config.json")
+    vae = read_json(root / "vae" / "config.json")
+    dev = bool(transformer.get("guidance_embeds", False))
+    parameters: dict[str, int] = {}
+    dtypes: set[str] = set()
+    for component, stem in COMPONENTS.items():
+        total = 0
+        for weights in component_weights(root / component, stem):
+            for tensor in weights.header.tensors.values():
+                count = 1
+                for side in tensor.shape:
+                    count *= side
+                total += count
+                dtypes.add(tensor.dtype)
+        parameters[component] = total
+    scheduler_path = root / "scheduler" / "scheduler_config.json"
+    scheduler = read_json(scheduler_path) if scheduler_path.is_file() else {}
+    block_out = vae.get("block_out_channels") or [128, 256, 512, 512]
+    return ModelInfo(
+        path=str(root), format="diffusers", kind="checkpoint",
+        size_bytes=sum(p.stat().st_size for p in root.rglob("*") if p.is_file()),
+        family="flux1-dev" if dev else "flux1-schnell",
+        family_description="FLUX.1 [dev]" if dev else "FLUX.1 [schnell]", variant="base",
+        prediction_type="flow", unet_in_channels=int(transformer.get("in_channels", 64)), native_resolution=1024,
+        latent_channels=int(vae.get("latent_channels", 16)),
+        latent_scaling_factor=float(vae.get("scaling_factor", 0.3611)),
+        scheduler_class=scheduler.get("_class_name"), preset=DEV_PRESET if dev else SCHNELL_PRESET,
+        parameters=parameters, dtypes=tuple(sorted(dtypes)),
+        warnings=() if 2 ** (len(block_out) - 1) == 8 else (f"VAE downscale {2 ** (len(block_out) - 1)}, not 8",))
