@@ -106,7 +106,10 @@ def _parameters_text(args, request, model) -> str:
     """A1111's `parameters` PNG text: prompt line, negative line, then comma-separated settings."""
     settings = [f"Steps: {request.steps}", f"Sampler: {request.sampler}", f"CFG scale: {request.guidance:g}",
                 f"Seed: {request.seed}", f"Size: {request.width}x{request.height}",
-                f"Model hash: {model.file_hash}", f"Model: {model.name}"]
+                f"Model: {getattr(model, 'name', '') or Path(args.model or 'house').name}"]
+    model_hash = getattr(model, "file_hash", "")
+    if model_hash:  # A1111's short hash; FLUX folders carry none yet
+        settings.insert(-1, f"Model hash: {model_hash}")
     if request.init_image is not None:
         settings.append(f"Denoising strength: {request.strength:g}")
     if request.timestep_spacing:

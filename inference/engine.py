@@ -28,6 +28,17 @@ Progress = Callable[[int, int, object], None]  # (step, total, latents or None)
 ShouldStop = Callable[[], bool]
 
 
+def _pipeline_for(model, sd_pipeline):
+    """The pipeline class that runs a loaded model: FLUX models get `FluxPipeline`."""
+    from .flux.loader import FluxModel
+
+    if isinstance(model, FluxModel):
+        from .flux.pipeline import FluxPipeline
+
+        return FluxPipeline(model)
+    return sd_pipeline(model)
+
+
 def warm_up_imports() -> None:
     """Import torch and the loading/sampling modules now (seconds), e.g. on a background thread
     at start-up, so the first generation does not pay for it."""
@@ -101,8 +112,9 @@ class Engine:
         tile their scene beyond ~1.5× their size)."""
         notes: list[str] = []
         info = self.info(ref)
-        substitution = sampler_registry.scheduler_substitution(info.scheduler_class, request.sampler,
-                                                               explicit=sampler_chosen)
+        # FLUX always samples with its own flow-matching Euler (= its scheduler class).
+        substitution = None if (info.family or "").startswith("flux") else sampler_registry.scheduler_substitution(
+            info.scheduler_class, request.sampler, explicit=sampler_chosen)
         if substitution:
             notes.append(substitution)
         native = info.native_resolution
@@ -160,7 +172,7 @@ class Engine:
                     if is_out_of_memory(exc2):
                         raise OutOfMemoryError(f"Not enough memory to load {ref.label}.") from None
                     raise
-            pipeline = Pipeline(model)
+            pipeline = _pipeline_for(model, Pipeline)
             with self._lock:
                 self._pipelines[ref] = pipeline
                 self.loads.append(ref)
@@ -175,6 +187,12 @@ class Engine:
         try:
             if self._loader is not None:
                 return self._loader(ref.path, **kwargs)
+            from .flux.info import is_flux_folder
+
+            if is_flux_folder(ref.path):  # FLUX.1 has its own loader and pipeline (inference/flux)
+                from .flux.loader import load_flux_folder
+
+                return load_flux_folder(ref.path, device=self.device, dtype=ref.dtype)
             from .loader import load_model
 
             return load_model(ref.path, **kwargs)
@@ -186,12 +204,16 @@ class Engine:
     # ------------------------------------------------------------------ running
     def generate(self, ref: ModelRef, request: GenerationRequest, progress: Progress | None = None,
                  should_stop: ShouldStop | None = None, return_latents: bool = False) -> GenerationResult:
-        from .lora.apply import patcher_for
+        from .lora.apply import apply_loras, remove_loras
 
         pipeline = self.load(ref)
-        # Merge the request's LoRAs (an empty list restores the base weights exactly); switching
-        # LoRAs or weights never reloads the model.
-        lora_warnings = patcher_for(pipeline.model).apply(self._lora_stack(request.loras))
+        # Merge the request's LoRAs, or put the base weights back exactly when it has none;
+        # switching LoRAs or weights never reloads the model.
+        lora_warnings: list[str] = []
+        if request.loras:
+            lora_warnings = apply_loras(pipeline.model, self._lora_stack(request.loras))
+        else:
+            remove_loras(pipeline.model)
         for attempt in (1, 2):
             try:
                 with guard_decode(pipeline.model.vae, self.decode_tiles):
