@@ -41,7 +41,7 @@ def unet_config_from_diffusers(cfg: Mapping, source: str = "unet/config.json") -
     if up_types != expected_up:
         refuse(f"up_block_types {up_types} (must mirror the down blocks)")
     checks = {
-        "time_cond_proj_dim": None, "class_embed_type": None, "encoder_hid_dim": None,
+        "class_embed_type": None, "encoder_hid_dim": None,
         "dual_cross_attention": False, "only_cross_attention": False, "center_input_sample": False,
         "time_embedding_type": "positional", "flip_sin_to_cos": True, "freq_shift": 0,
         "resnet_time_scale_shift": "default", "act_fn": "silu", "conv_in_kernel": 3, "conv_out_kernel": 3,
@@ -65,16 +65,17 @@ def unet_config_from_diffusers(cfg: Mapping, source: str = "unet/config.json") -
         refuse(f"block_out_channels={block_out} (not multiples of the first)")
     heads = cfg.get("num_attention_heads") or cfg.get("attention_head_dim", 8)
     heads = _as_list(heads, levels)
-    depth = _as_list(cfg.get("transformer_layers_per_block", 1), levels)
-    if any(isinstance(d, (list, tuple)) for d in depth) or cfg.get("reverse_transformer_layers_per_block"):
-        refuse("per-layer transformer depths")
-    depth = [d if t == "CrossAttnDownBlock2D" else 0 for d, t in zip(depth, down_types)]
+    input_depths, output_depths = _block_depths(cfg, down_types, int(layers), refuse)
     mid_type = cfg.get("mid_block_type", "UNetMidBlock2DCrossAttn")
     if mid_type not in ("UNetMidBlock2DCrossAttn", "UNetMidBlock2D", None):
         refuse(f"mid_block_type {mid_type!r}")
     if mid_type is None:
         refuse("a UNet without a middle block")
-    mid_depth = _as_list(cfg.get("transformer_layers_per_block", 1), levels)[-1] if mid_type == "UNetMidBlock2DCrossAttn" else 0
+    mid_depth = 0
+    if mid_type == "UNetMidBlock2DCrossAttn":  # diffusers gives it the last level's depth
+        last = _as_list(cfg.get("transformer_layers_per_block", 1), levels)[-1]
+        mid_depth = last[0] if isinstance(last, (list, tuple)) else last
+    depth = [max(input_depths[level * layers:(level + 1) * layers]) for level in range(levels)]
     cross = cfg.get("cross_attention_dim", 1280)
     if isinstance(cross, (list, tuple)):
         if len(set(cross)) != 1:
@@ -92,10 +93,45 @@ def unet_config_from_diffusers(cfg: Mapping, source: str = "unet/config.json") -
         in_channels=int(cfg.get("in_channels", 4)), out_channels=int(cfg.get("out_channels", 4)),
         model_channels=mc, channel_mult=tuple(ch // mc for ch in block_out), num_res_blocks=int(layers),
         transformer_depth=tuple(int(d) for d in depth), transformer_depth_middle=int(mid_depth),
+        transformer_depth_input=input_depths, transformer_depth_output=output_depths,
+        middle_block="res" if mid_type == "UNetMidBlock2D" else "cross_attn",
         num_heads=tuple(int(h) for h in heads), context_dim=int(cross),
         use_linear_in_transformer=bool(cfg.get("use_linear_projection", False)), adm_in_channels=adm,
         upcast_attention=bool(cfg.get("upcast_attention", False)), norm_groups=int(cfg.get("norm_num_groups", 32)),
-    )
+        time_cond_proj_dim=int(cfg["time_cond_proj_dim"]) if cfg.get("time_cond_proj_dim") else None,
+    ).normalised()
+
+
+def _per_layer(value, count: int, refuse) -> list[int]:
+    """One block's `transformer_layers_per_block` entry: a depth for all its layers, or one per layer."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != count:
+            refuse(f"{len(value)} transformer depths for a block of {count} layers")
+        return [int(v) for v in value]
+    return [int(value)] * count
+
+
+def _block_depths(cfg: Mapping, down_types: list[str], layers: int, refuse) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Transformer depth of every down-block layer and every up-block layer, as diffusers builds
+    them: `transformer_layers_per_block` per level (an int or one per layer), up blocks from
+    `reverse_transformer_layers_per_block` or else the reversed per-level list."""
+    levels = len(down_types)
+    per_level = _as_list(cfg.get("transformer_layers_per_block", 1), levels)
+    reverse = cfg.get("reverse_transformer_layers_per_block")
+    if reverse is None:
+        if any(isinstance(d, (list, tuple)) for d in per_level):
+            refuse("per-layer transformer depths without reverse_transformer_layers_per_block")
+        reverse = list(reversed(per_level))
+    reverse = _as_list(reverse, levels)
+    if len(per_level) != levels or len(reverse) != levels:
+        refuse(f"transformer_layers_per_block for {len(per_level)} levels, not {levels}")
+    has_attention = [t == "CrossAttnDownBlock2D" for t in down_types]
+    down, up = [], []
+    for level in range(levels):
+        down += _per_layer(per_level[level], layers, refuse) if has_attention[level] else [0] * layers
+        attention = has_attention[levels - 1 - level]
+        up += _per_layer(reverse[level], layers + 1, refuse) if attention else [0] * (layers + 1)
+    return tuple(down), tuple(up)
 
 
 def _unet_prefix_map(c: UNetConfig) -> dict[str, str]:
@@ -104,7 +140,8 @@ def _unet_prefix_map(c: UNetConfig) -> dict[str, str]:
     levels = len(c.channel_mult)
     table = {
         "conv_in.": "input_blocks.0.0.", "time_embedding.linear_1.": "time_embed.0.",
-        "time_embedding.linear_2.": "time_embed.2.", "add_embedding.linear_1.": "label_emb.0.0.",
+        "time_embedding.linear_2.": "time_embed.2.", "time_embedding.cond_proj.": "time_cond_proj.",
+        "add_embedding.linear_1.": "label_emb.0.0.",
         "add_embedding.linear_2.": "label_emb.0.2.", "conv_norm_out.": "out.0.", "conv_out.": "out.2.",
     }
     for level in range(levels):
@@ -114,13 +151,16 @@ def _unet_prefix_map(c: UNetConfig) -> dict[str, str]:
             table[f"down_blocks.{level}.attentions.{j}."] = f"input_blocks.{n}.1."
         table[f"down_blocks.{level}.downsamplers.0.conv."] = f"input_blocks.{1 + level * per_level + c.num_res_blocks}.0.op."
     table["mid_block.resnets.0."] = "middle_block.0."
-    if c.transformer_depth_middle:
+    if c.middle_block == "res":
+        pass  # diffusers' UNetMidBlock2D: one ResBlock
+    elif c.transformer_depth_middle:
         table["mid_block.attentions.0."] = "middle_block.1."
         table["mid_block.resnets.1."] = "middle_block.2."
     else:
         table["mid_block.resnets.1."] = "middle_block.1."
+    output_depths = c.output_depths()
     for up in range(levels):
-        has_attention = c.transformer_depth[levels - 1 - up] > 0
+        has_attention = output_depths[up * per_level + c.num_res_blocks] > 0  # where the upsampler sits
         for j in range(per_level):
             n = up * per_level + j
             table[f"up_blocks.{up}.resnets.{j}."] = f"output_blocks.{n}.0."
@@ -169,10 +209,20 @@ def vae_config_from_diffusers(cfg: Mapping, source: str = "vae/config.json") -> 
         ch_mult=tuple(b // ch for b in block_out), num_res_blocks=int(cfg.get("layers_per_block", 1)),
         z_channels=int(cfg.get("latent_channels", 4)), norm_groups=int(cfg.get("norm_num_groups", 32)),
         scaling_factor=float(cfg.get("scaling_factor", 0.18215)), shift_factor=cfg.get("shift_factor"),
+        latents_mean=_floats(cfg.get("latents_mean"), source, "latents_mean"),
+        latents_std=_floats(cfg.get("latents_std"), source, "latents_std"),
         use_quant_conv=bool(cfg.get("use_quant_conv", True)),
         use_post_quant_conv=bool(cfg.get("use_post_quant_conv", True)),
         mid_attention=bool(cfg.get("mid_block_add_attention", True)),
     )
+
+
+def _floats(value, source: str, key: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) for v in value):
+        raise UnsupportedModelError(f"{source}: {key} must be a list of numbers")
+    return tuple(float(v) for v in value)
 
 
 _VAE_ATTENTION_NAMES = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out",

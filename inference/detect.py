@@ -108,17 +108,16 @@ def detect_unet(shapes: Shapes, source: str, head_dim: int | None = None, num_he
         raise UnsupportedModelError(f"{source}: no UNet input/output convolution ({missing.args[0]})") from None
     n_inputs = _count(shapes, r"input_blocks\.(\d+)\.")
     channel_mult: list[int] = []
-    depth: list[int] = []
     res_blocks_per_level: list[int] = []
-    current_res, current_depth, current_mult = 0, 0, 0
+    input_depths: list[int] = []
+    current_res, current_mult = 0, 0
     context_dim = None
     use_linear = False
     for n in range(1, n_inputs):
         if f"input_blocks.{n}.0.op.weight" in shapes:
             channel_mult.append(current_mult)
-            depth.append(current_depth)
             res_blocks_per_level.append(current_res)
-            current_res, current_depth = 0, 0
+            current_res = 0
             continue
         out_w = shapes.get(f"input_blocks.{n}.0.out_layers.3.weight")
         if out_w is None:
@@ -126,18 +125,21 @@ def detect_unet(shapes: Shapes, source: str, head_dim: int | None = None, num_he
         current_res += 1
         current_mult = out_w[0] // model_channels
         blocks = _count(shapes, rf"input_blocks\.{n}\.1\.transformer_blocks\.(\d+)\.")
+        input_depths.append(blocks)
         if blocks:
-            current_depth = blocks
             context_dim = shapes[f"input_blocks.{n}.1.transformer_blocks.0.attn2.to_k.weight"][1]
             use_linear = len(shapes[f"input_blocks.{n}.1.proj_in.weight"]) == 2
     channel_mult.append(current_mult)
-    depth.append(current_depth)
     res_blocks_per_level.append(current_res)
     if len(set(res_blocks_per_level)) != 1:
         raise UnsupportedModelError(f"{source}: varying res blocks per level {res_blocks_per_level}")
     if context_dim is None:
         raise UnsupportedModelError(f"{source}: UNet without cross-attention")
-    middle_depth = _count(shapes, r"middle_block\.1\.transformer_blocks\.(\d+)\.")
+    per_level = res_blocks_per_level[0]
+    # The per-level depth (kept for the per-level fields) is the deepest block of the level.
+    depth = [max(input_depths[level * per_level:(level + 1) * per_level]) for level in range(len(channel_mult))]
+    output_depths = _output_depths(shapes, len(channel_mult) * (per_level + 1), source)
+    middle_block, middle_depth = _middle_block(shapes, source)
     adm = shapes.get("label_emb.0.0.weight")
     # Head counts are not stored in the weights: SD1 uses 8 heads, SD2/SDXL 64-wide heads (the
     # linear projection is their marker). Files that differ say so in metadata (`FileHints`).
@@ -159,7 +161,29 @@ def detect_unet(shapes: Shapes, source: str, head_dim: int | None = None, num_he
         context_dim=context_dim, use_linear_in_transformer=use_linear,
         adm_in_channels=adm[1] if adm else None, upcast_attention=(context_dim == 1024),
         norm_groups=norm_groups or 32,
-    )
+        time_cond_proj_dim=shapes["time_cond_proj.weight"][1] if "time_cond_proj.weight" in shapes else None,
+        transformer_depth_input=tuple(input_depths), transformer_depth_output=output_depths,
+        middle_block=middle_block,
+    ).normalised()
+
+
+def _output_depths(shapes: Shapes, expected: int, source: str) -> tuple[int, ...]:
+    """Transformer depth of every output block (pruned models vary it block by block)."""
+    found = _count(shapes, r"output_blocks\.(\d+)\.")
+    if found != expected:
+        raise UnsupportedModelError(f"{source}: {found} UNet output blocks where the input blocks imply {expected}")
+    return tuple(_count(shapes, rf"output_blocks\.{n}\.1\.transformer_blocks\.(\d+)\.") for n in range(expected))
+
+
+def _middle_block(shapes: Shapes, source: str) -> tuple[str, int]:
+    """(kind, transformer depth) of the middle block: Res-Transformer-Res, Res-Res, or one ResBlock
+    (SSD-1B and Segmind-Vega dropped the rest)."""
+    depth = _count(shapes, r"middle_block\.1\.transformer_blocks\.(\d+)\.")
+    if depth or "middle_block.1.in_layers.0.weight" in shapes:
+        return "cross_attn", depth
+    if "middle_block.0.in_layers.0.weight" in shapes:
+        return "res", 0
+    raise UnsupportedModelError(f"{source}: UNet without a middle block")
 
 
 def unet_facts(config: UNetConfig) -> dict:
@@ -196,6 +220,18 @@ def guess_v_prediction(shapes_and_stats: Mapping[str, float] | None) -> bool | N
     return None if std is None else std > 0.09
 
 
+def diffusers_unet_facts(shapes: Shapes) -> dict:
+    """The facts a family is matched on, from a diffusers-named UNet's key shapes."""
+    context = next((shape[1] for key, shape in shapes.items() if key.endswith(".attn2.to_k.weight")), None)
+    adm = shapes.get("add_embedding.linear_1.weight")
+    conv_in = shapes["conv_in.weight"]
+    return {"context_dim": context, "adm_in_channels": adm[1] if adm else None, "in_channels": conv_in[1],
+            "out_channels": shapes["conv_out.weight"][0] if "conv_out.weight" in shapes else 4,
+            "model_channels": conv_in[0],
+            "time_cond_proj_dim": (shapes["time_embedding.cond_proj.weight"][1]
+                                   if "time_embedding.cond_proj.weight" in shapes else None)}
+
+
 def classify_file(shapes: Shapes) -> str:
     """What a single .safetensors file holds: checkpoint, unet, vae, taesd_encoder, taesd_decoder, taesd."""
     keys = shapes.keys()
@@ -203,6 +239,8 @@ def classify_file(shapes: Shapes) -> str:
         return "checkpoint"
     if "input_blocks.0.0.weight" in shapes:
         return "unet"
+    if "conv_in.weight" in shapes and "down_blocks.0.resnets.0.conv1.weight" in shapes:
+        return "unet_diffusers"  # a diffusers UNet's state dict in one file (SDXL-Lightning, Hyper-SD)
     if "encoder.conv_in.weight" in shapes or "decoder.conv_in.weight" in shapes:
         return "vae"
     if any(k.startswith(VAE_PREFIX) for k in keys):

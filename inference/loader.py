@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,15 +17,19 @@ from torch import nn
 
 from . import convert, detect
 from .errors import ModelFormatError, UnsupportedModelError
+from .foreign import refuse_foreign, refuse_foreign_pipeline
+from .formats.diffusers_weights import component_shapes, component_weights
 from .formats.pickle_checkpoint import check_not_pickle
 from .formats.safetensors_file import iter_tensors, read_header
 from .models.clip_text import CLIPTextModel
 from .models.taesd import TAESD
 from .models.unet import UNetModel
 from .models.vae import AutoencoderKL, VAEConfig
-from .plan import (IGNORED_PREFIXES, IGNORED_SUFFIXES, SingleFilePlan, folder_family, hf_clip_config,  # noqa: F401
-                   is_ignored, plan_single_file, split_components)
-from .registry import ModelFamily, TextEncoderSpec, family_by_name, variant_of
+from .plan import (IGNORED_PREFIXES, IGNORED_SUFFIXES, SingleFilePlan, folder_candidates, folder_family,  # noqa: F401
+                   hf_clip_config,
+                   is_ignored, plan_single_file, single_file_scheduler, split_components)
+from .model_info import is_unet_only, plan_file, read_model_info, single_file_prediction
+from .registry import ModelFamily, TextEncoderSpec, variant_of
 from .tokenizer.bpe import CLIPTokenizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -52,9 +56,14 @@ class DiffusionModel:
     prediction_type: str
     dtype: torch.dtype
     device: torch.device
-    file_hash: str = ""  # A1111's short model hash: first 10 hex digits of the file's sha256
     report: dict = field(default_factory=dict)
     sample_size: int | None = None  # native image size when the folder says so (unet sample_size × 8)
+
+    @property
+    def file_hash(self) -> str:
+        """A1111's short model hash (first 10 hex digits of the file's sha256; for a folder, of its
+        weight headers). Computed on first use, not on load: hashing a 7 GB file takes seconds."""
+        return _folder_hash(self.path) if self.path.is_dir() else file_hash(self.path)
 
     @property
     def native_resolution(self) -> int:
@@ -120,12 +129,21 @@ def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
 def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()[:10]
+    """sha256 of the whole file (first 10 hex digits), cached by (path, size, mtime): a model
+    reloaded unchanged is not read again, a file replaced on disk is."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()[:10]
+    return _HASHES[key]
 
 
 def _meta_tensors(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
@@ -158,47 +176,44 @@ def _build_single_file(state: Mapping[str, torch.Tensor], plan: SingleFilePlan, 
     return unet, vae, texts
 
 
+def _skip(key: str, skip_unet: bool) -> bool:
+    return is_ignored(key) or (skip_unet and key.startswith(detect.UNET_PREFIX))
+
+
 def load_single_file(path: Path, device: torch.device, dtype: torch.dtype,
-                     prediction_type: str | None, vae: AutoencoderKL | TAESD | None = None) -> DiffusionModel:
+                     prediction_type: str | None, vae: AutoencoderKL | TAESD | None = None,
+                     skip_unet: bool = False) -> DiffusionModel:
+    """`skip_unet`: the UNet will be replaced (a UNet-only file): build it on meta, read none of it."""
     header = read_header(path)
+    refuse_foreign({k: tuple(t.shape) for k, t in header.tensors.items()}, path.name)
     kind = detect.classify_file({k: t.shape for k, t in header.tensors.items()})
+    if kind in ("unet", "unet_diffusers") or (kind == "checkpoint" and is_unet_only(header.tensors)):
+        raise UnsupportedModelError(f"{path.name}: holds only a UNet; load it over a base model of its "
+                                    "family (unet_path / --unet)")
     if kind != "checkpoint":
         raise UnsupportedModelError(f"{path.name}: holds a {kind.replace('_', ' ')}, not a full checkpoint")
     shapes = {k: tuple(t.shape) for k, t in header.tensors.items()}
     hints = detect.hints_from_metadata(header.metadata, path.name)
-    plan = plan_single_file(shapes, path.name, hints)
-    state = dict(iter_tensors(path, device="cpu", dtype=dtype,
-                              rename=lambda k: None if is_ignored(k) else k))
+    plan = plan_file(header, hints)
+    state = dict(iter_tensors(path, device="cpu", dtype=dtype, rename=lambda k: None if _skip(k, skip_unet) else k))
+    if skip_unet:
+        state.update(_meta_tensors({k: v for k, v in shapes.items() if k.startswith(detect.UNET_PREFIX)}))
     report: dict = {"ignored_keys": plan.ignored}
     unet, own_vae, text_models = _build_single_file(state, plan, path.name, report)
     del state
     if vae is None and own_vae is None:
         raise ModelFormatError(f"{path.name}: the checkpoint has no VAE; give one with --vae")
     family = plan.family
-    scheduler = dict(family.scheduler)
-    if prediction_type is None:
-        prediction_type = hints.prediction_type or _guess_prediction_type(path, header, family)
-    scheduler["prediction_type"] = prediction_type
+    prediction_type = single_file_prediction(header, plan, hints, prediction_type)
+    scheduler = single_file_scheduler(family, plan.markers, prediction_type)
     tokenizers = [CLIPTokenizer.default(pad_token_id=spec.pad_token_id) for spec in family.text_encoders]
     encoders = [TextEncoder(spec, model.to(device), tok)
                 for spec, model, tok in zip(family.text_encoders, text_models, tokenizers)]
     return DiffusionModel(
-        name=path.stem, path=path, family=family, unet=_place(unet, device), vae=_place(vae or own_vae, device),
+        name=path.stem, path=path, family=family, unet=unet if skip_unet else _place(unet, device),
+        vae=_place(vae or own_vae, device),
         text_encoders=encoders, scheduler_config=scheduler, prediction_type=prediction_type,
-        dtype=dtype, device=device, file_hash=file_hash(path), report=report)
-
-
-def _guess_prediction_type(path: Path, header, family: ModelFamily) -> str:
-    """SD2 single files don't say whether they predict v (768 models do, 512 'base' ones don't).
-    The std of one LayerNorm bias tells them apart in practice (a known heuristic); a user
-    override always wins."""
-    if family.name != "sd2":
-        return family.scheduler.get("prediction_type", "epsilon")
-    key = detect.UNET_PREFIX + "output_blocks.11.1.transformer_blocks.0.norm1.bias"
-    if key not in header.tensors:
-        return "epsilon"
-    tensor = dict(iter_tensors(path, keys=[key], dtype=torch.float32))[key]
-    return "v_prediction" if tensor.std().item() > 0.09 else "epsilon"
+        dtype=dtype, device=device, report=report)
 
 
 # ----------------------------------------------------------------------------- diffusers folder
@@ -214,58 +229,36 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _weights_file(folder: Path, stems: Iterable[str]) -> Path:
-    for stem in stems:
-        for suffix in (".safetensors", ".fp16.safetensors"):
-            candidate = folder / f"{stem}{suffix}"
-            if candidate.is_file():
-                return candidate
-    pickles = [p for p in folder.glob("*.bin")] + [p for p in folder.glob("*.ckpt")]
-    if pickles:
-        check_not_pickle(pickles[0])
-    raise ModelFormatError(f"{folder}: no .safetensors weights found")
-
-
-def _folder_state(folder: Path, stems: Iterable[str], dtype: torch.dtype, meta: bool) -> dict[str, torch.Tensor]:
-    weights = _weights_file(folder, stems)
+def _folder_state(folder: Path, stem: str, dtype: torch.dtype, meta: bool) -> dict[str, torch.Tensor]:
+    """A component's tensors from its single file or its validated shards, cast to `dtype`."""
+    files = component_weights(folder, stem)
     if meta:
-        header = read_header(weights)
-        return _meta_tensors({k: tuple(t.shape) for k, t in header.tensors.items()})
-    return dict(iter_tensors(weights, dtype=dtype))
-
-
-def _folder_text_specs(root: Path, is_xl: bool, has_first: bool) -> list[TextEncoderSpec]:
-    specs = []
-    if is_xl:
-        sdxl = family_by_name("sdxl")
-        if has_first:
-            specs.append(sdxl.text_encoders[0])
-        specs.append(sdxl.text_encoders[1])
-        return specs
-    # diffusers SD1/SD2 pipelines use the last hidden state with the final LayerNorm (SD2 folders
-    # already drop OpenCLIP's last layer); padding comes from the tokenizer folder.
-    return [TextEncoderSpec("clip", "", "hf", "text_encoder", "tokenizer", pad_token_id=-1,
-                            hidden_layer=-1, final_layer_norm=True)]
+        return _meta_tensors(component_shapes(files))
+    state: dict[str, torch.Tensor] = {}
+    for weights in files:
+        state.update(iter_tensors(weights.path, dtype=dtype))
+    return state
 
 
 def load_folder(root: Path, device: torch.device, dtype: torch.dtype, prediction_type: str | None,
-                meta: bool = False, vae: AutoencoderKL | TAESD | None = None) -> DiffusionModel:
+                meta: bool = False, vae: AutoencoderKL | TAESD | None = None, skip_unet: bool = False) -> DiffusionModel:
+    """`meta`: shapes only (inspection). `skip_unet`: the UNet will be replaced; read none of it."""
     index = _read_json(root / "model_index.json")
+    refuse_foreign_pipeline(index, root.name)
     report: dict = {"components": sorted(k for k in index if not k.startswith("_"))}
-    is_xl = "text_encoder_2" in index and index.get("text_encoder_2") not in (None, [None, None])
-    has_first = index.get("text_encoder") not in (None, [None, None])
+    candidates = folder_candidates(index, root.name)
     unet_cfg_raw = _read_json(root / "unet" / "config.json")
     unet_config = convert.unet_config_from_diffusers(unet_cfg_raw, str(root / "unet" / "config.json"))
-    unet_raw = _folder_state(root / "unet", ["diffusion_pytorch_model"], dtype, meta)
+    unet_raw = _folder_state(root / "unet", "diffusion_pytorch_model", dtype, meta or skip_unet)
     unet = _materialise(lambda: UNetModel(unet_config), convert.unet_diffusers_to_ldm(unet_raw, unet_config),
                         "unet", str(root / "unet"), report)
     del unet_raw
     if vae is None:
         vae_config = convert.vae_config_from_diffusers(_read_json(root / "vae" / "config.json"), str(root / "vae" / "config.json"))
-        vae_raw = _folder_state(root / "vae", ["diffusion_pytorch_model"], dtype, meta)
+        vae_raw = _folder_state(root / "vae", "diffusion_pytorch_model", dtype, meta)
         vae = _materialise(lambda: AutoencoderKL(vae_config), convert.vae_diffusers_to_ldm(vae_raw, vae_config),
                            "vae", str(root / "vae"), report)
-    specs = _folder_text_specs(root, is_xl, has_first)
+    specs = candidates[0].folder_text_encoders  # the same for every candidate of one folder layout
     encoders: list[TextEncoder] = []
     text_configs = []
     for spec in specs:
@@ -274,7 +267,7 @@ def load_folder(root: Path, device: torch.device, dtype: torch.dtype, prediction
         if spec.pooled and config.projection_dim is None:
             config = replace(config, projection_dim=config.hidden_size)
         text_configs.append(config)
-        state = convert.hf_clip_state(_folder_state(folder, ["model"], dtype, meta))
+        state = convert.hf_clip_state(_folder_state(folder, "model", dtype, meta))
         model = _materialise(lambda c=config: CLIPTextModel(c), state, spec.folder, str(folder), report)
         tokenizer = CLIPTokenizer.from_folder(root / spec.tokenizer_folder)
         encoders.append(TextEncoder(spec, model if meta else model.to(device), tokenizer))
@@ -282,14 +275,13 @@ def load_folder(root: Path, device: torch.device, dtype: torch.dtype, prediction
     scheduler = _read_json(scheduler_path) if scheduler_path.is_file() else {}
     prediction_type = prediction_type or scheduler.get("prediction_type", "epsilon")
     scheduler["prediction_type"] = prediction_type
-    family = folder_family(unet_config, text_configs, prediction_type, is_xl, has_first)
+    family = folder_family(unet_config, text_configs, prediction_type, candidates)
     latent_size = unet_cfg_raw.get("sample_size")
     vae_scale = 2 ** (len(getattr(vae, "config", VAEConfig()).ch_mult) - 1) if not isinstance(vae, TAESD) else 8
     return DiffusionModel(
-        name=root.name, path=root, family=family, unet=unet if meta else _place(unet, device),
+        name=root.name, path=root, family=family, unet=unet if meta or skip_unet else _place(unet, device),
         vae=vae if meta else _place(vae, device), text_encoders=encoders, scheduler_config=scheduler,
         prediction_type=prediction_type, dtype=dtype, device=device, report=report,
-        file_hash=_folder_hash(root) if not meta else "",
         sample_size=int(latent_size) * vae_scale if isinstance(latent_size, int) else None)
 
 
@@ -305,9 +297,22 @@ def _folder_hash(root: Path) -> str:
 
 # ----------------------------------------------------------------------------- public entry points
 def load_model(path: str | Path, *, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None,
-               prediction_type: str | None = None, vae_path: str | Path | None = None) -> DiffusionModel:
-    """Load a checkpoint file or a diffusers folder. Bad files raise ModelFormatError/UnsupportedModelError."""
-    path = Path(path)
+               prediction_type: str | None = None, vae_path: str | Path | None = None,
+               unet_path: str | Path | None = None) -> DiffusionModel:
+    """Load a checkpoint file or a diffusers folder. Bad files raise ModelFormatError/UnsupportedModelError.
+
+    `unet_path`: a UNet-only file or diffusers UNet folder (SDXL-Lightning, Hyper-SD, DMD2) that
+    replaces the base model's UNet; the base's own UNet weights are then never read."""
+    model = _load_base(Path(path), device, dtype, prediction_type, vae_path, skip_unet=unet_path is not None)
+    if unet_path is None:
+        return model
+    from .loader_unet import replace_unet  # the loader_unet module builds on this one
+
+    return replace_unet(model, Path(unet_path))
+
+
+def _load_base(path: Path, device: str | torch.device, dtype: str | torch.dtype | None, prediction_type: str | None,
+               vae_path: str | Path | None, skip_unet: bool) -> DiffusionModel:
     device = torch.device(device)
     torch_dtype = resolve_dtype(dtype, device)
     if prediction_type not in (None, "epsilon", "v_prediction", "sample"):
@@ -316,13 +321,13 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", dtype: s
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelFormatError(f"{path}: a folder without model_index.json is not a diffusers model")
-        return load_folder(path, device, torch_dtype, prediction_type, vae=vae)
+        return load_folder(path, device, torch_dtype, prediction_type, vae=vae, skip_unet=skip_unet)
     if not path.exists():
         raise ModelFormatError(f"{path}: no such file")
     check_not_pickle(path)
     if path.suffix.lower() != ".safetensors":
         raise ModelFormatError(f"{path.name}: not a .safetensors file or a diffusers folder")
-    return load_single_file(path, device, torch_dtype, prediction_type, vae=vae)
+    return load_single_file(path, device, torch_dtype, prediction_type, vae=vae, skip_unet=skip_unet)
 
 
 def load_vae(path: str | Path, *, device: str | torch.device = "cpu",
@@ -331,7 +336,7 @@ def load_vae(path: str | Path, *, device: str | torch.device = "cpu",
     path = Path(path)
     if path.is_dir():
         config = _read_json(path / "config.json")
-        state = _folder_state(path, ["diffusion_pytorch_model"], dtype, False)
+        state = _folder_state(path, "diffusion_pytorch_model", dtype, False)
         if config.get("_class_name") == "AutoencoderTiny":
             model = _materialise(TAESD, convert.taesd_diffusers_to_ours(state), "taesd", str(path), {})
         else:
@@ -370,25 +375,36 @@ def inspect_model(path: str | Path, prediction_type: str | None = None) -> dict:
         description = _describe(model.family, model.unet, model.vae, [e.model for e in model.text_encoders],
                                 [e.spec.folder for e in model.text_encoders], model.prediction_type, report)
         description.update(format="diffusers", components=report.get("components", []), dtype=_folder_dtype(path))
-        return description
+        return _with_scheduler(description, model.scheduler_config)
     if not path.exists():
         raise ModelFormatError(f"{path}: no such file")
     check_not_pickle(path)
     header = read_header(path)
     shapes = {k: tuple(t.shape) for k, t in header.tensors.items()}
+    refuse_foreign(shapes, path.name)
     kind = detect.classify_file(shapes)
     dtypes = sorted({t.dtype for t in header.tensors.values()})
+    if kind in ("unet", "unet_diffusers") or (kind == "checkpoint" and is_unet_only(shapes)):
+        info = read_model_info(path, prediction_type)  # a UNet-only file: what read_model_info says
+        return dict(info.to_dict(), tensors=len(shapes), dtype=dtypes)
     if kind != "checkpoint":
         return {"path": str(path), "format": "single_file", "kind": kind, "tensors": len(shapes), "dtype": dtypes}
     hints = detect.hints_from_metadata(header.metadata, path.name)
-    plan = plan_single_file(shapes, path.name, hints)
+    plan = plan_file(header, hints)
     report: dict = {"ignored_keys": plan.ignored}
     unet, vae, texts = _build_single_file(_meta_tensors(shapes), plan, path.name, report)
-    prediction = prediction_type or hints.prediction_type or _guess_prediction_type(path, header, plan.family)
+    prediction = single_file_prediction(header, plan, hints, prediction_type)
     description = _describe(plan.family, unet, vae, texts, [s.kind for s in plan.family.text_encoders],
                             prediction, report)
     components = ["unet"] + (["vae"] if vae is not None else []) + [s.kind for s in plan.family.text_encoders]
-    description.update(format="single_file", components=components, dtype=dtypes, kind=kind)
+    description.update(format="single_file", components=components, dtype=dtypes, kind=kind,
+                       markers=sorted(plan.markers))
+    return _with_scheduler(description, single_file_scheduler(plan.family, plan.markers, prediction))
+
+
+def _with_scheduler(description: dict, scheduler: dict) -> dict:
+    """What the report says about sampling: the scheduler config and whether it is zero-terminal-SNR."""
+    description.update(scheduler_config=scheduler, zero_terminal_snr=bool(scheduler.get("rescale_betas_zero_snr")))
     return description
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .api import GenerationRequest, GenerationResult, validate_request  # noqa: F401 - re-exported
-from .conditioning import Conditioning, PromptCache, build_conditioning
+from .conditioning import Conditioning, PromptCache, build_conditioning, guidance_embedding
 from .errors import InvalidRequestError
 from .api import as_mask_array, as_rgb_array
 from .images import mask_to_tensor, rgb_to_tensor, soft_paste_back, tensor_to_rgb
@@ -51,7 +51,7 @@ class Pipeline:
         self.prompt_cache = PromptCache()
 
     def _unet_fn(self, cond: Conditioning, guidance: float, extra_channels: torch.Tensor | None,
-                 rescale: float = 0.0):
+                 rescale: float = 0.0, timestep_cond: torch.Tensor | None = None):
         unet = self.model.unet
 
         def run(x_in: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
@@ -60,7 +60,7 @@ class Pipeline:
             if extra_channels is not None:
                 model_in = torch.cat([model_in, extra_channels.repeat(batch, 1, 1, 1)], dim=1)
             t = torch.as_tensor(timestep, dtype=torch.float32, device=x_in.device).reshape(1).expand(batch)
-            out = unet(model_in, t, cond.context, cond.y).float()
+            out = unet(model_in, t, cond.context, cond.y, timestep_cond).float()
             if not cond.guided:
                 return out
             uncond, text = out.chunk(2)
@@ -108,7 +108,12 @@ class Pipeline:
         schedule = build_schedule(request.sampler, model.scheduler_config, request.steps,
                                   spacing=request.timestep_spacing, strength=strength)
         generator = torch.Generator().manual_seed(request.seed)
-        cond = build_conditioning(model, request.prompt, request.negative_prompt, request.guidance,
+        guidance_dim = model.unet.config.time_cond_proj_dim
+        # LCM UNets take the guidance scale as an embedding and run without a CFG pass (diffusers
+        # then ignores the negative prompt).
+        timestep_cond = guidance_embedding(request.guidance, guidance_dim).to(device) if guidance_dim else None
+        cond = build_conditioning(model, request.prompt, request.negative_prompt,
+                                  0.0 if guidance_dim else request.guidance,
                                   request.height, request.width, self.prompt_cache)
         latent_shape = (1, model.latent_channels, request.height // 8, request.width // 8)
         unet_in = model.unet.config.in_channels
@@ -153,8 +158,8 @@ class Pipeline:
         if mode == "instruct":
             unet_fn = self._instruct_unet_fn(cond, request.guidance, request.image_guidance, extra_channels)
         else:
-            unet_fn = self._unet_fn(cond, request.guidance, extra_channels, request.guidance_rescale)
-        denoiser = make_denoiser(unet_fn, model.prediction_type)
+            unet_fn = self._unet_fn(cond, request.guidance, extra_channels, request.guidance_rescale, timestep_cond)
+        denoiser = make_denoiser(unet_fn, model.prediction_type, schedule)
         total = schedule.num_steps
 
         def on_step(i: int, x_new: torch.Tensor, denoised: torch.Tensor):

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from . import convert, detect
 from .errors import ModelFormatError, UnsupportedModelError
 from .models.configs import CLIPTextConfig, UNetConfig, VAEConfig
-from .registry import FAMILIES, ModelFamily, family_by_name, match_family
+from .registry import (FAMILIES, PLAYGROUND_SCHEDULER, ModelFamily, families_with_components, family_by_name,
+                       match_family)
 
 # Keys of real single-file checkpoints that hold nothing the engine uses (LDM noise-schedule
 # buffers, SGM's `denoiser.sigmas`, EMA bookkeeping, CLIP position-id buffers, OpenCLIP's logit scale).
@@ -22,8 +23,34 @@ IGNORED_PREFIXES = ("model_ema.", "denoiser.sigmas", "betas", "alphas_cumprod", 
                     "sqrt_recipm1_alphas_cumprod", "posterior_", "logvar", "model.diffusion_model.__")
 IGNORED_SUFFIXES = ("position_ids", "logit_scale", ".attn_mask")
 
+# Top-level tensors that mark how an SDXL model was trained (NoobAI/Illustrious v-pred releases,
+# Playground v2.5): their presence is the information, their contents are not weights.
+MARKER_KEYS = ("v_pred", "ztsnr", "edm_mean", "edm_std")
+
+
 def is_ignored(key: str) -> bool:
-    return key.startswith(IGNORED_PREFIXES) or key.endswith(IGNORED_SUFFIXES)
+    return key.startswith(IGNORED_PREFIXES) or key.endswith(IGNORED_SUFFIXES) or key in MARKER_KEYS
+
+
+def markers_of(keys) -> frozenset[str]:
+    return frozenset(k for k in keys if k in MARKER_KEYS)
+
+
+def marker_prediction_type(markers: frozenset[str]) -> str | None:
+    """`v_pred` marks a v-prediction SDXL file; nothing else in such files says so."""
+    return "v_prediction" if "v_pred" in markers else None
+
+
+def single_file_scheduler(family: ModelFamily, markers: frozenset[str], prediction_type: str) -> dict:
+    """The scheduler config a single file implies: the family's, adjusted by its marker keys.
+    `ztsnr` (zero terminal SNR): rescaled betas and trailing spacing, as diffusers recommends
+    for such models (the last training timestep is then reached at the first step)."""
+    if "edm_mean" in markers:  # Playground v2.5: EDM sampling (sigmas 0.002…80, σ_data 0.5)
+        return dict(PLAYGROUND_SCHEDULER, prediction_type=prediction_type)
+    scheduler = dict(family.scheduler, prediction_type=prediction_type)
+    if "ztsnr" in markers:
+        scheduler.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    return scheduler
 
 
 def hf_clip_config(shapes: Mapping[str, tuple[int, ...]], kind: str, with_projection: bool,
@@ -49,6 +76,7 @@ class SingleFilePlan:
     vae_config: VAEConfig | None
     text_configs: list[CLIPTextConfig]
     ignored: list[str]
+    markers: frozenset[str] = frozenset()
 
 
 def split_components(state: Mapping[str, object], family: ModelFamily) -> tuple[dict, dict, list[dict], list[str], list[str]]:
@@ -107,7 +135,7 @@ def plan_single_file(shapes: Mapping[str, tuple[int, ...]], source: str,
     with _required_keys(source, detect.UNET_PREFIX):
         unet_config = detect.detect_unet(unet_shapes, source, hints.head_dim, hints.num_heads, hints.norm_groups)
     family = _resolve_family(unet_config, hints, source)
-    if family.name == "sd2" and not unet_config.upcast_attention:
+    if family.upcast_attention and not unet_config.upcast_attention:
         unet_config = replace(unet_config, upcast_attention=True)
     vae_shapes = detect.strip_prefix(shapes, detect.VAE_PREFIX)
     with _required_keys(source, detect.VAE_PREFIX):
@@ -124,17 +152,34 @@ def plan_single_file(shapes: Mapping[str, tuple[int, ...]], source: str,
                 text_configs.append(convert.open_clip_config(raw, spec.pooled, text_head_dim))
             else:
                 text_configs.append(hf_clip_config(convert.hf_clip_state(raw), spec.kind, spec.pooled, text_head_dim))
-    return SingleFilePlan(family, unet_config, vae_config, text_configs, ignored)
+    return SingleFilePlan(family, unet_config, vae_config, text_configs, ignored, markers_of(shapes))
+
+
+TEXT_COMPONENTS = ("text_encoder", "text_encoder_2")
+
+
+def folder_candidates(index: Mapping, source: str) -> tuple[ModelFamily, ...]:
+    """The families a diffusers folder can be, from the text encoders its model_index lists."""
+    present = {c for c in TEXT_COMPONENTS if index.get(c) not in (None, [None, None])}
+    candidates = families_with_components(present)
+    if not candidates:
+        raise UnsupportedModelError(f"{source}: text encoders {sorted(present) or 'none'} match no supported "
+                                    f"family ({', '.join(f.name for f in FAMILIES)})")
+    return candidates
 
 
 def folder_family(unet_config: UNetConfig, text_configs: list[CLIPTextConfig], prediction_type: str,
-                   is_xl: bool, has_first: bool) -> ModelFamily:
-    """A diffusers folder's family: SDXL by its second text encoder, else by the UNet's shapes."""
-    if is_xl:
-        return family_by_name("sdxl" if has_first else "sdxl_refiner")
+                  candidates: tuple[ModelFamily, ...]) -> ModelFamily:
+    """A diffusers folder's family among its candidates: by the UNet's shapes, else (small or
+    unusual configs: the house model, test models) v-prediction or the text encoder's activation."""
+    if len(candidates) == 1:
+        return candidates[0]
     matched = match_family(detect.unet_facts(unet_config))
-    if matched is not None:
+    if matched in candidates:
         return matched
-    # Small or unusual configs (the house model, test models): SD2-like if OpenCLIP-style text or v.
-    is_sd2 = text_configs[0].hidden_act == "gelu" or prediction_type == "v_prediction"
-    return family_by_name("sd2" if is_sd2 else "sd1")
+    if prediction_type == "v_prediction":
+        native = [f for f in candidates if f.v_prediction_native]
+        if native:
+            return native[0]
+    same_act = [f for f in candidates if f.text_hidden_act == text_configs[0].hidden_act]
+    return (same_act or list(candidates))[0]

@@ -40,6 +40,16 @@ SDXL_SCHEDULER = {
 }
 
 
+# Playground v2.5 (playgroundai/playground-v2.5-1024px-aesthetic scheduler/scheduler_config.json):
+# an EDM-trained SDXL, for single files that carry only its `edm_mean`/`edm_std` markers.
+PLAYGROUND_SCHEDULER = {
+    "_class_name": "EDMDPMSolverMultistepScheduler", "algorithm_type": "dpmsolver++", "solver_order": 2,
+    "solver_type": "midpoint", "final_sigmas_type": "zero", "lower_order_final": True, "euler_at_final": False,
+    "num_train_timesteps": 1000, "prediction_type": "epsilon", "rho": 7.0, "sigma_data": 0.5, "sigma_max": 80.0,
+    "sigma_min": 0.002, "sigma_schedule": "karras", "thresholding": False,
+}
+
+
 @dataclass(frozen=True)
 class ModelFamily:
     name: str
@@ -51,6 +61,18 @@ class ModelFamily:
     native_resolution: int = 512
     uses_time_ids: bool = False  # SDXL's text_time conditioning
     zero_empty_negative: bool = False  # diffusers' force_zeros_for_empty_prompt
+    # The refiner's time ids end in an aesthetic score instead of the target size: (positive, negative).
+    aesthetic_scores: tuple[float, float] | None = None
+    upcast_attention: bool = False  # SD2 computes attention scores in float32
+    # SD2 single files don't say whether they predict v: guess from the weights (4-channel UNets only).
+    guesses_v_prediction: bool = False
+    # diffusers folders: which text-encoder components the folder has, and how they feed the UNet.
+    folder_components: tuple[str, ...] = ("text_encoder",)
+    folder_text_encoders: tuple[TextEncoderSpec, ...] = ()
+    # Folders too small to match by UNet shapes (house, test models): text activation / v-prediction
+    # tell the families that share a folder layout apart.
+    text_hidden_act: str = "quick_gelu"
+    v_prediction_native: bool = False
 
 
 CLIP_L_SD1 = TextEncoderSpec("clip_l", "cond_stage_model.transformer.", "hf", "text_encoder", "tokenizer",
@@ -64,17 +86,30 @@ BIGG_SDXL = TextEncoderSpec("open_clip_bigg", "conditioner.embedders.1.model.", 
 BIGG_REFINER = TextEncoderSpec("open_clip_bigg", "conditioner.embedders.0.model.", "open_clip", "text_encoder_2",
                                "tokenizer_2", pad_token_id=0, hidden_layer=-2, final_layer_norm=False, pooled=True)
 
+# diffusers SD1/SD2 pipelines use the last hidden state with the final LayerNorm (SD2 folders already
+# drop OpenCLIP's last layer); padding comes from the tokenizer folder (-1).
+FOLDER_CLIP = TextEncoderSpec("clip", "", "hf", "text_encoder", "tokenizer", pad_token_id=-1, hidden_layer=-1,
+                              final_layer_norm=True)
+
 FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily("sd1", "Stable Diffusion 1.x", {"context_dim": 768, "adm_in_channels": None},
-                (CLIP_L_SD1,), 0.18215, SD_SCHEDULER, 512),
+                (CLIP_L_SD1,), 0.18215, SD_SCHEDULER, 512, folder_text_encoders=(FOLDER_CLIP,)),
     ModelFamily("sd2", "Stable Diffusion 2.x", {"context_dim": 1024, "adm_in_channels": None},
-                (OPEN_CLIP_H_SD2,), 0.18215, SD_SCHEDULER, 768),
+                (OPEN_CLIP_H_SD2,), 0.18215, SD_SCHEDULER, 768, upcast_attention=True, guesses_v_prediction=True,
+                folder_text_encoders=(FOLDER_CLIP,), text_hidden_act="gelu", v_prediction_native=True),
     ModelFamily("sdxl", "Stable Diffusion XL", {"context_dim": 2048, "adm_in_channels": 2816},
                 (CLIP_L_SDXL, BIGG_SDXL), 0.13025, SDXL_SCHEDULER, 1024, uses_time_ids=True,
-                zero_empty_negative=True),
+                zero_empty_negative=True, folder_components=("text_encoder", "text_encoder_2"),
+                folder_text_encoders=(CLIP_L_SDXL, BIGG_SDXL), text_hidden_act="gelu"),
     ModelFamily("sdxl_refiner", "Stable Diffusion XL refiner", {"context_dim": 1280, "adm_in_channels": 2560},
-                (BIGG_REFINER,), 0.13025, SDXL_SCHEDULER, 1024, uses_time_ids=True),
+                (BIGG_REFINER,), 0.13025, SDXL_SCHEDULER, 1024, uses_time_ids=True, aesthetic_scores=(6.0, 2.5),
+                folder_components=("text_encoder_2",), folder_text_encoders=(BIGG_REFINER,), text_hidden_act="gelu"),
 )
+
+
+def families_with_components(components: set[str]) -> tuple[ModelFamily, ...]:
+    """The families whose diffusers folders hold exactly these text-encoder components."""
+    return tuple(f for f in FAMILIES if set(f.folder_components) == components)
 
 
 def family_by_name(name: str) -> ModelFamily:

@@ -87,9 +87,18 @@ SCHEDULE_BUFFERS = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alph
                     "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
                     "posterior_mean_coef1", "posterior_mean_coef2")
 
-# Exact parameter counts of the published UNets.
+# Exact parameter counts of the published UNets (SSD-1B and Segmind-Vega: what diffusers builds
+# from the configs below, 1.3 B and 745 M as their model cards say).
 UNET_PARAMETERS = {"sd15": 859_520_964, "sd15_inpaint": 859_535_364, "sd21": 865_910_724,
-                   "sdxl": 2_567_463_684}
+                   "sdxl": 2_567_463_684, "ssd1b": 1_331_334_404, "vega": 745_225_604}
+
+# The pruned SDXL UNets (segmind/SSD-1B, segmind/Segmind-Vega unet/config.json): SDXL's config
+# with fewer transformer blocks, chosen block by block, and a middle block of one ResBlock.
+PRUNED_SDXL = {
+    "ssd1b": {"transformer_layers_per_block": [1, 2, 4], "reverse_transformer_layers_per_block": [[4, 4, 10], [2, 1, 1], 1],
+              "mid_block_type": "UNetMidBlock2D"},
+    "vega": {"transformer_layers_per_block": [1, 1, 2], "mid_block_type": "UNetMidBlock2D"},
+}
 
 
 # ----------------------------------------------------------------------------- inverse renamings
@@ -301,9 +310,10 @@ class Layout:
     data: dict[str, torch.Tensor] = field(default_factory=dict)  # the few tensors given real bytes
 
 
-_FAMILY = {"sd15": "sd1", "sd15_inpaint": "sd1", "sd21": "sd2", "sdxl": "sdxl", "sdxl_refiner": "sdxl_refiner"}
+_FAMILY = {"sd15": "sd1", "sd15_inpaint": "sd1", "sd21": "sd2", "sdxl": "sdxl", "sdxl_refiner": "sdxl_refiner",
+           "ssd1b": "sdxl", "vega": "sdxl"}
 _DIFFUSERS_TYPE = {"sd15": "v1", "sd15_inpaint": "inpainting", "sd21": "v2", "sdxl": "xl_base",
-                   "sdxl_refiner": "xl_refiner"}
+                   "sdxl_refiner": "xl_refiner", "ssd1b": "xl_base", "vega": "xl_base"}
 
 
 def _unet_skeleton(kind: str) -> dict[str, torch.Tensor]:
@@ -322,9 +332,10 @@ def _unet_skeleton(kind: str) -> dict[str, torch.Tensor]:
 def full_layout(kind: str, *, v_prediction: bool = True) -> Layout:
     """A real single-file layout: `sd15`, `sd15_inpaint`, `sd21` (768-v, or the 512 eps base with
     v_prediction=False), `sdxl`, `sdxl_refiner`."""
-    skeleton = _unet_skeleton(kind)
-    unet_config = diffusers_unet_config(kind, skeleton)
-    vae_config = diffusers_vae_config(kind, skeleton)
+    base_kind = "sdxl" if kind in PRUNED_SDXL else kind
+    skeleton = _unet_skeleton(base_kind)
+    unet_config = dict(diffusers_unet_config(base_kind, skeleton), **PRUNED_SDXL.get(kind, {}))
+    vae_config = diffusers_vae_config(base_kind, skeleton)
     unet, vae = meta_unet(unet_config), meta_vae(vae_config)
     tensors: dict[str, torch.Tensor] = {}
     tensors.update(with_prefix(unet_diffusers_to_ldm(_meta_like(unet.state_dict()), unet_config["layers_per_block"]),
@@ -338,7 +349,7 @@ def full_layout(kind: str, *, v_prediction: bool = True) -> Layout:
         full = meta_text("open_clip_h", projection=True)  # OpenCLIP stores text_projection even for SD2
         texts.append(TextTower("open_clip_h", "cond_stage_model.model.", "open_clip", full,
                                meta_text("open_clip_h", projection=False, layers=23), False))
-    elif kind == "sdxl":
+    elif kind in ("sdxl", "ssd1b", "vega"):
         clip = meta_text("clip_l", projection=False)
         big = meta_text("open_clip_bigg", projection=True)
         texts.append(TextTower("clip_l", "conditioner.embedders.0.transformer.", "hf", clip, clip, False))

@@ -165,6 +165,9 @@ class UNetModel(nn.Module):
         mc, ted, groups = c.model_channels, c.time_embed_dim, c.norm_groups
         levels = len(c.channel_mult)
         self.time_embed = nn.Sequential(nn.Linear(mc, ted), nn.SiLU(), nn.Linear(ted, ted))
+        if c.time_cond_proj_dim is not None:
+            # LCM: the guidance-scale embedding is projected onto the sinusoidal timestep features.
+            self.time_cond_proj = nn.Linear(c.time_cond_proj_dim, mc, bias=False)
         if c.adm_in_channels is not None:
             self.label_emb = nn.Sequential(
                 nn.Sequential(nn.Linear(c.adm_in_channels, ted), nn.SiLU(), nn.Linear(ted, ted)))
@@ -176,12 +179,14 @@ class UNetModel(nn.Module):
         self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(c.in_channels, mc, 3, padding=1))])
         skip_channels = [mc]
         ch = mc
+        input_depths, output_depths = iter(c.input_depths()), iter(c.output_depths())
         for level, mult in enumerate(c.channel_mult):
             for _ in range(c.num_res_blocks):
                 layers: list[nn.Module] = [ResBlock(ch, ted, mult * mc, groups)]
                 ch = mult * mc
-                if c.transformer_depth[level] > 0:
-                    layers.append(transformer(ch, level, c.transformer_depth[level]))
+                depth = next(input_depths)
+                if depth > 0:
+                    layers.append(transformer(ch, level, depth))
                 self.input_blocks.append(TimestepEmbedSequential(*layers))
                 skip_channels.append(ch)
             if level != levels - 1:
@@ -189,9 +194,10 @@ class UNetModel(nn.Module):
                 skip_channels.append(ch)
 
         middle: list[nn.Module] = [ResBlock(ch, ted, ch, groups)]
-        if c.transformer_depth_middle > 0:
-            middle.append(transformer(ch, levels - 1, c.transformer_depth_middle))
-        middle.append(ResBlock(ch, ted, ch, groups))
+        if c.middle_block != "res":
+            if c.transformer_depth_middle > 0:
+                middle.append(transformer(ch, levels - 1, c.transformer_depth_middle))
+            middle.append(ResBlock(ch, ted, ch, groups))
         self.middle_block = TimestepEmbedSequential(*middle)
 
         self.output_blocks = nn.ModuleList()
@@ -200,8 +206,9 @@ class UNetModel(nn.Module):
             for index in range(c.num_res_blocks + 1):
                 layers = [ResBlock(ch + skip_channels.pop(), ted, mc * mult, groups)]
                 ch = mc * mult
-                if c.transformer_depth[level] > 0:
-                    layers.append(transformer(ch, level, c.transformer_depth[level]))
+                depth = next(output_depths)
+                if depth > 0:
+                    layers.append(transformer(ch, level, depth))
                 if level and index == c.num_res_blocks:
                     layers.append(Upsample(ch))
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
@@ -209,13 +216,19 @@ class UNetModel(nn.Module):
         self.out = nn.Sequential(group_norm(ch, groups), nn.SiLU(), nn.Conv2d(ch, c.out_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
-                y: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, in_channels, h, w); timesteps (B,) float; context (B, T, context_dim); y (B, adm) for SDXL."""
+                y: torch.Tensor | None = None, timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, in_channels, h, w); timesteps (B,) float; context (B, T, context_dim); y (B, adm) for SDXL;
+        timestep_cond (B, time_cond_proj_dim) the guidance embedding of LCM UNets."""
         if timesteps.dim() == 0:
             timesteps = timesteps[None]
         timesteps = timesteps.expand(x.shape[0])
         dtype = self.time_embed[0].weight.dtype
-        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(dtype))
+        features = timestep_embedding(timesteps, self.config.model_channels).to(dtype)
+        if self.config.time_cond_proj_dim is not None:
+            if timestep_cond is None:
+                raise ValueError("this LCM UNet needs the guidance embedding timestep_cond")
+            features = features + self.time_cond_proj(timestep_cond.to(dtype))
+        emb = self.time_embed(features)
         if self.config.adm_in_channels is not None:
             if y is None:
                 raise ValueError("this UNet needs the SDXL conditioning vector y")

@@ -179,10 +179,28 @@ class AutoencoderKL(nn.Module):
             z = self.post_quant_conv(z)
         return self.decoder(z)
 
+    def _statistics(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        c = self.config
+        if c.latents_mean is None or c.latents_std is None:
+            return None
+        shape = (1, len(c.latents_mean), 1, 1)
+        return (torch.tensor(c.latents_mean, dtype=like.dtype, device=like.device).view(shape),
+                torch.tensor(c.latents_std, dtype=like.dtype, device=like.device).view(shape))
+
     def to_model_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """Unscaled VAE latents → what the UNet sees (diffusers' SDXL img2img `prepare_latents`)."""
+        statistics = self._statistics(z)
+        if statistics is not None:
+            mean, std = statistics
+            return (z - mean) * self.config.scaling_factor / std
         shift = self.config.shift_factor or 0.0
         return (z - shift) * self.config.scaling_factor
 
     def from_model_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """The inverse, before decoding (diffusers' SDXL pipelines before `vae.decode`)."""
+        statistics = self._statistics(latents)
+        if statistics is not None:
+            mean, std = statistics
+            return latents * std / self.config.scaling_factor + mean
         shift = self.config.shift_factor or 0.0
         return latents / self.config.scaling_factor + shift
