@@ -5,6 +5,7 @@ Bad input ends with one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -26,6 +27,11 @@ def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="render an image (txt2img, img2img with --init-image, inpaint with --mask)")
     p.add_argument("--model", help="checkpoint .safetensors or diffusers folder (default: the house model)")
     p.add_argument("--vae", help="standalone VAE or TAESD file/folder to use instead of the model's")
+    p.add_argument("--unet", metavar="PATH",
+                   help="UNet-only file or diffusers UNet folder (SDXL-Lightning, Hyper-SD, DMD2…) that replaces "
+                        "--model's UNet; its recommended settings apply")
+    p.add_argument("--tcd-gamma", type=float, default=0.3,
+                   help="tcd sampler: 0 deterministic … 1 most fresh noise per step (default 0.3)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative", default="")
     p.add_argument("--seed", type=int, default=0, help=f"0 to {SEED_MAX} (default 0)")
@@ -199,10 +205,20 @@ def _generate(args) -> int:
     init = load_rgb(args.init_image) if args.init_image else None
     mask = load_mask(args.mask) if args.mask else None
     engine = Engine(device)
-    ref = ModelRef(model_path, vae_path=args.vae, dtype=args.dtype, prediction_type=args.prediction_type)
+    ref = ModelRef(model_path, vae_path=args.vae, unet_path=args.unet, dtype=args.dtype,
+                   prediction_type=args.prediction_type)
     info = engine.info(ref)
     if not info.runnable:
         raise InferenceError(f"{model_path.name}: holds a {info.kind.replace('_', ' ')}, not a full checkpoint")
+    if args.unet:
+        unet_info = engine.info(args.unet)
+        if unet_info.kind != "unet":
+            raise InferenceError(f"--unet {args.unet}: holds a {unet_info.kind.replace('_', ' ')}, not a UNet")
+        if unet_info.family and info.family and unet_info.family != info.family:
+            raise InferenceError(f"--unet {Path(args.unet).name}: a {unet_info.family_description} UNet does not fit "
+                                 f"the {info.family_description} model {model_path.name}")
+        if unet_info.preset is not None:  # a Lightning/Hyper UNet brings its own step count and CFG
+            info = dataclasses.replace(info, preset=unet_info.preset)
     native = engine.native_resolution(ref)
     width = args.width or (init.shape[1] if init is not None else native)
     height = args.height or (init.shape[0] if init is not None else native)
@@ -211,7 +227,8 @@ def _generate(args) -> int:
     settings, note = _settings(args, info)
     request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative, seed=args.seed,
                                 width=width, height=height, init_image=init, strength=strength, mask=mask,
-                                loras=tuple(_lora_spec(value) for value in args.lora), **settings)
+                                loras=tuple(_lora_spec(value) for value in args.lora), tcd_gamma=args.tcd_gamma,
+                                **settings)
     if args.extend:
         request = _outpaint(args, request, init, mask)
     validate_request(request)  # before any loading or progress output, so bad input stays one line

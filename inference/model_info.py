@@ -133,6 +133,8 @@ def _preset(name: str, family: ModelFamily | None, scheduler: dict, notes: dict,
     sampler = sampler_for_scheduler_class(scheduler_class) or DEFAULT_SAMPLER
     if sampler == "lcm":
         return Preset("lcm", 4, 1.5, source="LCM scheduler: 4 steps, CFG 1–2")
+    if sampler == "tcd":
+        return Preset("tcd", 4, 1.0, source="TCD scheduler: 4 steps, gamma 0.3, no CFG")
     return Preset(sampler, DEFAULT_STEPS, DEFAULT_GUIDANCE, None, rescale,
                   source=f"{family.description if family else 'model'} defaults")
 

@@ -106,7 +106,8 @@ class Pipeline:
                                       "following the prompt, without a mask")
         strength = request.strength if mode in ("img2img", "inpaint") else 1.0
         schedule = build_schedule(request.sampler, model.scheduler_config, request.steps,
-                                  spacing=request.timestep_spacing, strength=strength)
+                                  spacing=request.timestep_spacing, strength=strength,
+                                  **({"eta": request.tcd_gamma} if request.sampler == "tcd" else {}))
         generator = torch.Generator().manual_seed(request.seed)
         guidance_dim = model.unet.config.time_cond_proj_dim
         # LCM UNets take the guidance scale as an embedding and run without a CFG pass (diffusers

@@ -83,6 +83,7 @@ class GenerationRequest:
     change_map: np.ndarray | None = None
     image_guidance: float = 1.5  # InstructPix2Pix: how closely to follow the input image
     guidance_rescale: float = 0.0  # "rescaled CFG" for zero-terminal-SNR models (0.7 is typical)
+    tcd_gamma: float = 0.3  # the tcd sampler's stochasticity (diffusers' eta): 0 deterministic, 1 most noise
     loras: tuple[LoraSpec, ...] = ()  # applied in order on top of the model; none: the base model
 
     def mode(self, unet_in_channels: int = 4) -> str:
@@ -128,6 +129,8 @@ def validate_request(request: GenerationRequest) -> None:
         raise InvalidRequestError(f"image guidance {request.image_guidance!r} must be between 0 and "
                                   f"{MAX_GUIDANCE:g}")
     check_sampler(request.sampler)
+    if not _is_number(request.tcd_gamma) or not 0.0 <= request.tcd_gamma <= 1.0:
+        raise InvalidRequestError(f"TCD gamma {request.tcd_gamma!r} must be between 0 and 1")
     if request.timestep_spacing is not None and request.timestep_spacing not in SPACINGS:
         raise InvalidRequestError(f"timestep spacing {request.timestep_spacing!r}: use one of {', '.join(SPACINGS)}")
     if not isinstance(request.prompt, str) or not isinstance(request.negative_prompt, str):

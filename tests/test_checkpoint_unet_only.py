@@ -99,3 +99,35 @@ def test_full_size_lightning_unet_file_is_an_sdxl_unet(tmp_path):
     info = read_model_info(ldm)
     assert (info.kind, info.family, info.parameters["unet"]) == ("unet", "sdxl", 2_567_463_684)
     assert (info.preset.steps, info.preset.guidance) == (1, 0.0)
+
+
+def test_cli_unet_flag_renders_the_swapped_unet_with_its_preset(tiny, tmp_path, capsys):
+    """`generate --model BASE --unet sdxl_lightning_4step_unet.safetensors`: the base with that UNet,
+    at the Lightning preset (4 steps, no CFG, trailing) unless the user says otherwise."""
+    import numpy as np
+    from PIL import Image
+
+    from inference.cli import main
+
+    unet_file = tiny["files"]["diffusers_file"]
+    out = tmp_path / "lightning.png"
+    assert main(["generate", "--model", str(tiny["base"]), "--unet", str(unet_file), "--prompt", "a lake",
+                 "--width", "64", "--height", "64", "--out", str(out)]) == 0
+    parameters = Image.open(out).info["parameters"]
+    assert "Steps: 4," in parameters and "CFG scale: 0," in parameters
+    assert "Lightning 4-step" in capsys.readouterr().err
+    model = load_model(tiny["base"], unet_path=unet_file)
+    request = GenerationRequest(prompt="a lake", width=64, height=64, steps=4, guidance=0.0,
+                                timestep_spacing="trailing")
+    assert np.array_equal(np.asarray(Image.open(out)), Pipeline(model).generate(request).image)
+
+
+def test_cli_refuses_a_unet_of_another_family_in_one_line(tiny, tmp_path, capsys):
+    from inference.cli import main
+
+    sd1 = build_sd(tmp_path, kind="sd1")
+    capsys.readouterr()
+    code = main(["generate", "--model", str(sd1), "--unet", str(tiny["files"]["diffusers_file"]), "--prompt", "x",
+                 "--out", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and ("does not fit" in err[0] or "cannot replace" in err[0])
