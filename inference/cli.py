@@ -232,11 +232,12 @@ def _generate(args) -> int:
     if args.extend:
         request = _outpaint(args, request, init, mask)
     validate_request(request)  # before any loading or progress output, so bad input stays one line
+    warnings = engine.request_warnings(ref, request, sampler_chosen=args.sampler is not None)
+    engine.load(ref)  # before any note: a file that cannot load stays one error line
     if note:
         print(f"note: {note}", file=sys.stderr)
-    for warning in engine.request_warnings(ref, request, sampler_chosen=args.sampler is not None):
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    engine.load(ref)
     interrupted = {"flag": False}
 
     def on_sigint(signum, frame):
