@@ -1,6 +1,12 @@
 """Image ↔ tensor conversions that round exactly like diffusers, and the inpainting paste-back."""
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,30 +16,86 @@ from PIL import Image
 from .api import as_mask_array, as_rgb_array  # noqa: F401 - re-exported
 from .errors import InvalidRequestError
 
+_DECODER_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _decoder_noise(said: list[str]):
+    """Collect what Pillow and the C libraries under it print while decoding (Python warnings such
+    as DecompressionBombWarning or "Corrupt EXIF data"; libtiff/libjpeg lines written straight to
+    file descriptor 2) into `said` instead of printing them ahead of the one-line error. POSIX only
+    for the native part; calls are serialised (the CLI decodes one image at a time)."""
+    with _DECODER_LOCK, warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        saved = sink = None
+        if hasattr(os, "pread"):
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+                sink = tempfile.TemporaryFile()
+                os.dup2(sink.fileno(), 2)
+            except (OSError, AttributeError, ValueError):
+                if saved is not None:
+                    os.close(saved)
+                saved = sink = None
+        try:
+            yield
+        finally:
+            native = ""
+            if saved is not None:
+                try:
+                    size = os.lseek(sink.fileno(), 0, os.SEEK_CUR)
+                    native = os.pread(sink.fileno(), size, 0).decode("utf-8", "replace")
+                finally:
+                    os.dup2(saved, 2)
+                    os.close(saved)
+                    sink.close()
+            for record in records:
+                text = f"{record.category.__name__}: {record.message}"
+                if text not in said:
+                    said.append(" ".join(text.split()))
+            said.extend(line.strip() for line in native.splitlines() if line.strip())
+
+
+def _with_noise(text: str, said: list[str]) -> str:
+    extra = "; ".join(dict.fromkeys(said))
+    if len(extra) > 240:
+        extra = extra[:239] + "…"
+    line = f"{text} [{extra}]" if extra else text
+    return line.replace("\r", " ").replace("\n", " ")  # one line, whatever a library put in a message
+
+
+def _read_image(path: str | Path, what: str, convert) -> np.ndarray:
+    said: list[str] = []
+    try:
+        with _decoder_noise(said):
+            with Image.open(path) as image:
+                return convert(image)
+    except FileNotFoundError:
+        raise InvalidRequestError(f"{path}: no such {what} file") from None
+    except IsADirectoryError:
+        raise InvalidRequestError(f"{path}: is a folder, not {'an image' if what == 'image' else 'a mask image'}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError, Image.DecompressionBombError) as exc:
+        readable = "a readable image" if what == "image" else "a readable mask image"
+        raise InvalidRequestError(_with_noise(f"{path}: not {readable} ({exc})", said)) from None
+
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3); alpha is composited over black like diffusers' convert("RGB")."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB")).copy()
-    except FileNotFoundError:
-        raise InvalidRequestError(f"{path}: no such image file") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidRequestError(f"{path}: not a readable image ({exc})") from None
+    """Read an image file as uint8 RGB (H, W, 3); alpha is composited over black like diffusers' convert("RGB").
+    Decoder warnings never reach stderr: on failure they are part of the one-line InvalidRequestError."""
+    return _read_image(path, "image", lambda image: np.asarray(image.convert("RGB")).copy())
+
+
+def _mask_array(image: Image.Image) -> np.ndarray:
+    if image.mode in ("RGBA", "LA") and image.getextrema()[-1][0] < 255 and \
+            max(band[1] for band in image.getextrema()[:-1]) == 0:
+        return np.asarray(image.getchannel("A")).copy()
+    return np.asarray(image.convert("L")).copy()
 
 
 def load_mask(path: str | Path) -> np.ndarray:
     """Read a mask file as uint8 (H, W): white = repaint. Alpha-only masks use their alpha."""
-    try:
-        with Image.open(path) as image:
-            if image.mode in ("RGBA", "LA") and image.getextrema()[-1][0] < 255 and \
-                    max(band[1] for band in image.getextrema()[:-1]) == 0:
-                return np.asarray(image.getchannel("A")).copy()
-            return np.asarray(image.convert("L")).copy()
-    except FileNotFoundError:
-        raise InvalidRequestError(f"{path}: no such mask file") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidRequestError(f"{path}: not a readable mask image ({exc})") from None
+    return _read_image(path, "mask", _mask_array)
 
 
 def rgb_to_tensor(rgb: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

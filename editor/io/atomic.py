@@ -6,14 +6,22 @@ by ``verify`` and only then renamed over the target; the folder is fsync'ed
 so the rename itself survives a power cut. Until that rename the old file is
 untouched: a crash, SIGKILL, full disk or failed check leaves it
 byte-identical.
+
+A SIGKILL between the temp file's creation and the rename leaves
+``.NAME.PID.RANDOM.tmp`` next to the target; the next successful save of the
+same file removes such leftovers (`cleanup_stale_temp_files_of`: only that
+file's pattern, only regular files, only when the PID is not a live process
+or the file is older than `STALE_TEMP_AGE`).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import tempfile
+import time
 from typing import BinaryIO, Callable, Optional
 
 from .errors import DocumentFileError
@@ -23,7 +31,7 @@ TEMP_SUFFIX = ".tmp"
 
 def temp_prefix(target: str) -> str:
     # The PID in the name lets a later session recognise leftovers of a dead one.
-    return f".{os.path.basename(target)}.{os.getpid()}."
+    return f"{temp_prefix_base(target)}{os.getpid()}."
 
 
 def _describe(exc: OSError) -> str:
@@ -93,6 +101,7 @@ def atomic_write(
         os.chmod(tmp, mode)
         os.replace(tmp, target)
         _fsync_dir(folder)
+        cleanup_stale_temp_files_of(target)
     except DocumentFileError as exc:
         _remove_quietly(tmp)
         raise DocumentFileError(target, f"save failed, previous file kept: {exc.problem}") from exc
@@ -126,6 +135,63 @@ def cleanup_stale_temp_files(folder: "str | os.PathLike[str]") -> int:
             continue
         try:
             os.unlink(os.path.join(folder, name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+# A temp file of a live PID is someone's save in progress, unless it is older than this (PIDs are
+# reused: a killed save's PID may belong to an unrelated live process by now). No save takes an hour.
+STALE_TEMP_AGE = 3600.0
+
+
+def temp_name_pattern(target: str) -> "re.Pattern[str]":
+    """Names `atomic_write` gives the temp files of ``target``: ``.NAME.PID.RANDOM.tmp``."""
+    return re.compile(re.escape(temp_prefix_base(target)) + r"(\d+)\.([A-Za-z0-9_]+)" + re.escape(TEMP_SUFFIX) + "$")
+
+
+def temp_prefix_base(target: str) -> str:
+    return f".{os.path.basename(target)}."
+
+
+def cleanup_stale_temp_files_of(
+    path: "str | os.PathLike[str]", *, max_age: float = STALE_TEMP_AGE, now: Optional[float] = None
+) -> int:
+    """Delete the temp files that killed saves of *this* file left next to it: the ones whose PID
+    is not a live process, or that are older than ``max_age`` seconds. Only regular files whose
+    name is exactly ``.NAME.PID.RANDOM.tmp``; never the one of a save in progress in this process.
+    Returns how many were removed; errors are ignored (cleaning up is best effort)."""
+    from .recovery import pid_alive  # local import: recovery imports this module
+
+    target = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(target)
+    pattern = temp_name_pattern(target)
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in entries:
+        match = pattern.match(name)
+        if match is None:
+            continue
+        full = os.path.join(folder, name)
+        try:
+            info = os.lstat(full)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue  # a planted link or folder: not ours to touch
+        pid = int(match.group(1))
+        old = now - info.st_mtime > max_age
+        if pid == os.getpid() and not old:
+            continue  # another save of this process (autosave, export) may be writing it now
+        if pid != os.getpid() and pid_alive(pid) and not old:
+            continue
+        try:
+            os.unlink(full)
             removed += 1
         except OSError:
             pass

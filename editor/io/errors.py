@@ -14,5 +14,8 @@ class DocumentFileError(Exception):
 
     def __init__(self, path: "str | os.PathLike[str]", problem: str) -> None:
         self.path = os.fspath(path)
+        if "\n" in problem or "\r" in problem:  # one line, whatever a library put in its message
+            problem = " ".join(part.strip() for part in problem.splitlines() if part.strip())
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        shown = self.path.replace("\n", "\\n").replace("\r", "\\r")  # a file name may hold a newline
+        super().__init__(f"{shown}: {problem}")

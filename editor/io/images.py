@@ -22,6 +22,7 @@ from editor.document.document import MAX_CANVAS_PIXELS, MAX_CANVAS_SIDE
 
 from .atomic import atomic_write
 from .errors import DocumentFileError
+from .quiet import decoder_messages, with_messages
 
 # Pillow's decompression-bomb guard: it warns above MAX_IMAGE_PIXELS and
 # refuses above twice that. We accept images up to the canvas limit and check
@@ -104,6 +105,21 @@ def image_to_rgba(im: Image.Image, canonical: bool = True) -> np.ndarray:
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def png_chunks_complete(data: bytes) -> bool:
+    """Whether the PNG's chunks lie within ``data`` and end with IEND (a cheap walk over the chunk
+    headers, no CRC or inflate): a truncated file fails here instead of inside libpng."""
+    pos, end = 8, len(data)
+    unpack = struct.unpack_from
+    while pos + 12 <= end:
+        length, kind = unpack(">I4s", data, pos)
+        if length > 0x7FFFFFFF:
+            return False
+        pos += 12 + length
+        if kind == b"IEND":
+            return pos <= end
+    return False
+
+
 def decode_png_rgba8(data: bytes) -> Optional[np.ndarray]:
     """Fast path for the common 8-bit RGB/RGBA PNG: OpenCV decodes straight
     into a numpy array (no extra copy, GIL released). Returns None for any
@@ -114,6 +130,8 @@ def decode_png_rgba8(data: bytes) -> Optional[np.ndarray]:
     depth, colour_type, _comp, _filt, interlace = struct.unpack(">BBBBB", data[24:29])
     if depth != 8 or colour_type not in (2, 6) or interlace != 0:
         return None
+    if not png_chunks_complete(data):
+        return None  # truncated or damaged: Pillow reports it as one exception, libpng would print it
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.ndim != 3 or arr.shape[2] != (4 if colour_type == 6 else 3) or arr.dtype != np.uint8:
         return None
@@ -125,26 +143,28 @@ def decode_png_rgba8(data: bytes) -> Optional[np.ndarray]:
 def load_image(path: "str | os.PathLike[str]") -> np.ndarray:
     """Read an image file as straight RGBA uint8 (H, W, 4)."""
     p = os.fspath(path)
-    try:
-        with Image.open(p, formats=IMPORT_FORMATS) as im:
-            check_pixel_count(p, *im.size)
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return image_to_rgba(im)
-    except DocumentFileError:
-        raise
-    except FileNotFoundError as exc:
-        raise DocumentFileError(p, "file not found") from exc
-    except IsADirectoryError as exc:
-        raise DocumentFileError(p, "is a folder, not an image") from exc
-    except PermissionError as exc:
-        raise DocumentFileError(p, "permission denied") from exc
-    except UnidentifiedImageError as exc:
-        raise DocumentFileError(p, "not a supported image file") from exc
-    except Image.DecompressionBombError as exc:
-        raise DocumentFileError(p, f"image too large ({exc})") from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise DocumentFileError(p, f"cannot decode image: {exc}") from exc
+    # Pillow's warnings and libtiff's/libjpeg's stderr lines go into the one error line (or away).
+    with decoder_messages() as messages:
+        try:
+            with Image.open(p, formats=IMPORT_FORMATS) as im:
+                check_pixel_count(p, *im.size)
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                return image_to_rgba(im)
+        except DocumentFileError as exc:
+            raise DocumentFileError(p, with_messages(exc.problem, messages)) from exc
+        except FileNotFoundError as exc:
+            raise DocumentFileError(p, "file not found") from exc
+        except IsADirectoryError as exc:
+            raise DocumentFileError(p, "is a folder, not an image") from exc
+        except PermissionError as exc:
+            raise DocumentFileError(p, "permission denied") from exc
+        except UnidentifiedImageError as exc:
+            raise DocumentFileError(p, with_messages("not a supported image file", messages)) from exc
+        except Image.DecompressionBombError as exc:
+            raise DocumentFileError(p, f"image too large ({exc})") from exc
+        except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as exc:
+            raise DocumentFileError(p, with_messages(f"cannot decode image: {exc}", messages)) from exc
 
 
 def document_from_image(path: "str | os.PathLike[str]", **doc_kwargs) -> Document:

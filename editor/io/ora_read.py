@@ -33,6 +33,7 @@ from editor.document.layers import ATTRIBUTE_KEY_RE
 
 from .errors import DocumentFileError
 from .images import check_pixel_count, decode_png_rgba8, image_to_rgba
+from .quiet import decoder_messages, with_messages
 from .ora_common import (
     ATTR_NS,
     DOC_NS,
@@ -219,21 +220,32 @@ class _Reader:
         return im
 
     def decode_all(self) -> None:
-        # Read the bytes serially (one file handle), check every header before
-        # decoding anything, then decode in threads: Pillow's PNG decoder and
-        # zlib release the GIL, which halves load time on a 2-core machine.
+        """Decode every referenced file once and give each layer its tiles.
+
+        Read the bytes serially (one file handle) and check every header before decoding anything;
+        the pixel budget counts every reference (a file used by 50 layers counts 50 times: that is
+        what the layers cost to composite), then each distinct file is decoded once, in threads
+        (Pillow's PNG decoder, OpenCV and zlib release the GIL, which halves load time on a
+        2-core machine), and layers that share a file share its tiles copy-on-write
+        (`TileGrid.copy`: frozen tiles, a private copy on the first edit).
+        """
         blobs: dict[str, bytes] = {}
-        wanted = {p.src for p in self.pending} | {p.mask_src for p in self.pending if p.mask_src}
+        sizes: dict[str, int] = {}
+        refs = [p.src for p in self.pending] + [p.mask_src for p in self.pending if p.mask_src]
         total_pixels = 0
-        for member in sorted(wanted):
-            try:
-                blobs[member] = self.zf.read(member)
-            except _ARCHIVE_ERRORS as exc:
-                raise DocumentFileError(self.path, f"cannot read {member!r} from the archive ({exc})") from exc
-            im = self._open_png(member, blobs[member])
-            total_pixels += im.size[0] * im.size[1]
+        for member in refs:
+            if member not in sizes:
+                try:
+                    blobs[member] = self.zf.read(member)
+                except _ARCHIVE_ERRORS as exc:
+                    raise DocumentFileError(self.path, f"cannot read {member!r} from the archive ({exc})") from exc
+                with self._open_png(member, blobs[member]) as im:
+                    sizes[member] = im.size[0] * im.size[1]
+            total_pixels += sizes[member]
             if total_pixels > MAX_TOTAL_LAYER_PIXELS:
-                raise DocumentFileError(self.path, "layers hold too many pixels in total")
+                raise DocumentFileError(
+                    self.path, f"layers hold too many pixels in total (more than {MAX_TOTAL_LAYER_PIXELS}, "
+                               "counting a file once per layer that uses it)")
 
         def decode(member: str, as_mask: bool) -> np.ndarray:
             if not as_mask:
@@ -249,25 +261,53 @@ class _Reader:
             except DocumentFileError:
                 raise
             except Exception as exc:  # noqa: BLE001 - truncated/corrupt PNG data
-                raise DocumentFileError(self.path, f"cannot decode layer file {member!r} ({exc})") from exc
+                raise DocumentFileError(self.path, with_messages(f"cannot decode layer file {member!r} ({exc})",
+                                                                 messages)) from exc
 
-        def build(p: _Pending) -> None:
-            rgba = decode(p.src, False)
-            p.node.x, p.node.y = p.x, p.y
-            p.node.tiles = TileGrid.from_array(rgba)
+        # One job per distinct file and use: its layer tiles, and its mask tiles per placement
+        # (mask tiles live in the layer's coordinates, so the offset is part of the key).
+        layer_grids: dict[str, TileGrid] = {}
+        mask_grids: dict[tuple[str, int, int, int], TileGrid] = {}
+        masks_of: dict[str, set[tuple[str, int, int, int]]] = {}
+        for p in self.pending:
+            layer_grids.setdefault(p.src, None)
             if p.mask_src:
-                m = decode(p.mask_src, True)
-                # Mask tiles share the layer's local coordinates.
-                p.node.mask = TileGrid.from_array(m, p.mask_x - p.x, p.mask_y - p.y, default=p.mask_default)
+                masks_of.setdefault(p.mask_src, set()).add(
+                    (p.mask_src, p.mask_x - p.x, p.mask_y - p.y, p.mask_default))
 
-        workers = max(1, min(4, os.cpu_count() or 1, len(self.pending)))
-        if workers == 1:
-            for p in self.pending:
-                build(p)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for fut in [pool.submit(build, p) for p in self.pending]:
-                    fut.result()
+        def build_layer(member: str) -> None:
+            layer_grids[member] = TileGrid.from_array(decode(member, False))
+
+        def build_masks(member: str) -> None:
+            m = decode(member, True)
+            for key in masks_of[member]:
+                mask_grids[key] = TileGrid.from_array(m, key[1], key[2], default=key[3])
+
+        jobs = [(build_layer, m) for m in layer_grids] + [(build_masks, m) for m in masks_of]
+        workers = max(1, min(4, os.cpu_count() or 1, len(jobs)))
+        with decoder_messages() as messages:
+            if workers == 1:
+                for job, member in jobs:
+                    job(member)
+            else:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    for fut in [pool.submit(job, member) for job, member in jobs]:
+                        fut.result()
+
+        used: set[int] = set()
+
+        def share(grid: TileGrid) -> TileGrid:
+            # The first user takes the grid itself, the others a copy sharing its frozen tiles.
+            if id(grid) in used:
+                return grid.copy()
+            used.add(id(grid))
+            return grid
+
+        for p in self.pending:
+            p.node.x, p.node.y = p.x, p.y
+            p.node.tiles = share(layer_grids[p.src])
+            if p.mask_src:
+                p.node.mask = share(mask_grids[(p.mask_src, p.mask_x - p.x, p.mask_y - p.y, p.mask_default)])
 
 
 def load_ora(path: "str | os.PathLike[str]", **doc_kwargs) -> OraLoadResult:

@@ -22,6 +22,11 @@ def _shares(text: str | None) -> dict[str, float] | None:
     return out
 
 
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m inference.house")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = export_checkpoint(args.ckpt, args.out, args.vae_from)
         except InferenceError as error:
-            print(f"export: {error}", file=sys.stderr)
+            print(f"export: {_one_line(error)}", file=sys.stderr)
+            return 2
+        except OSError as error:
+            print(f"export: {error.filename or args.out}: {error.strerror or _one_line(error)}", file=sys.stderr)
             return 2
     elif args.command == "evaluate":
         from .evaluate import evaluate
@@ -92,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         try:
             vae = load_vae(args.vae)
-        except (InferenceError, FileNotFoundError, KeyError, RuntimeError) as error:
-            print(f"ceiling: {args.vae}: {str(error).splitlines()[0]}", file=sys.stderr)
+        except InferenceError as error:  # its message names the file
+            print(f"ceiling: {_one_line(error)}", file=sys.stderr)
+            return 2
+        except (OSError, KeyError, RuntimeError) as error:
+            print(f"ceiling: {args.vae}: {_one_line(error)}", file=sys.stderr)
             return 2
         result = {"vae": args.vae, "prompts": args.prompts,
                   "rule_accuracy_on_vae_decoded_ground_truth": decoded_truth_accuracy(vae, held_out_truths(args.prompts))}

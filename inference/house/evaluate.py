@@ -126,13 +126,11 @@ def load_vae(source: str | Path):
     source = Path(source)
     if source.suffix == ".pt":
         from inference.models.vae import AutoencoderKL
-        from .train import load
+        from .checkpoint import entry, load_checkpoint, load_state
 
-        checkpoint = load(source)
-        if checkpoint is None:
-            raise FileNotFoundError(f"{source}: no such checkpoint")
+        checkpoint = load_checkpoint(source, required=True)  # weights-only: a crafted .pt runs nothing
         vae = AutoencoderKL(configs.VAE)
-        vae.load_state_dict(checkpoint["model"])
+        load_state(vae, entry(checkpoint, "model", source), source, "model")
         return vae.eval()
     return load_model(source / "full", dtype="float32").vae
 

@@ -8,6 +8,7 @@ text encoder and tokenizer) under the output folder.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from inference.models.vae import AutoencoderKL, VAEConfig
 from inference.tokenizer import CLIPTokenizer
 
 from . import configs
+from .checkpoint import entry, load_checkpoint, load_state
 
 _RESNET_LDM_TO_DIFFUSERS = {v: k for k, v in convert._RESNET_DIFFUSERS_TO_LDM.items()}
 
@@ -115,11 +117,17 @@ def models_from_checkpoint(ckpt: str | Path, vae_from: str | Path | None = None)
     from dataclasses import replace
 
     ckpt = Path(ckpt)
-    load = lambda name: torch.load(ckpt / name, map_location="cpu", weights_only=False)  # noqa: E731
-    u = load("unet.pt")
-    vae = AutoencoderKL(replace(configs.VAE, scaling_factor=round(float(u["scaling"]), 6)))
+    if not ckpt.is_dir():
+        raise ModelFormatError(f"{ckpt}: not a training folder (expected a folder with unet.pt and vae.pt)")
+    u_path = ckpt / "unet.pt"
+    u = load_checkpoint(u_path, required=True)
+    scaling = entry(u, "scaling", u_path, (int, float))
+    if not math.isfinite(scaling) or scaling <= 0:
+        raise ModelFormatError(f"{u_path}: entry 'scaling' is {scaling!r}, expected a positive number")
+    vae = AutoencoderKL(replace(configs.VAE, scaling_factor=round(float(scaling), 6)))
     if vae_from is None:
-        vae.load_state_dict(load("vae.pt")["model"])
+        v_path = ckpt / "vae.pt"
+        load_state(vae, entry(load_checkpoint(v_path, required=True), "model", v_path), v_path, "model")
     else:
         from inference.loader import load_model
 
@@ -129,13 +137,14 @@ def models_from_checkpoint(ckpt: str | Path, vae_from: str | Path | None = None)
                              f"{vae.config.scaling_factor}; its decoder does not fit this UNet")
         vae.load_state_dict(source.state_dict())
     text = CLIPTextModel(configs.TEXT)
-    text.load_state_dict(u["ema_text"])
+    load_state(text, entry(u, "ema_text", u_path), u_path, "ema_text")
     unet = UNetModel(configs.UNET)
-    unet.load_state_dict(u["ema_unet"])
+    load_state(unet, entry(u, "ema_unet", u_path), u_path, "ema_unet")
     preview = None
-    if (ckpt / "preview.pt").exists():
+    p_path = ckpt / "preview.pt"
+    if p_path.exists():
         preview = UNetModel(configs.UNET)
-        preview.load_state_dict(load("preview.pt")["ema_unet"])
+        load_state(preview, entry(load_checkpoint(p_path, required=True), "ema_unet", p_path), p_path, "ema_unet")
     state = json.loads((ckpt / "state.json").read_text()) if (ckpt / "state.json").exists() else {}
     if vae_from is not None:
         state = {**state, "vae_from": str(vae_from)}

@@ -48,6 +48,7 @@ from inference.tokenizer import CLIPTokenizer, tokenize
 
 from . import configs
 from .captions import caption, training_attributes
+from .checkpoint import load_checkpoint, save_checkpoint
 from .scene import random_scene
 
 SHARES = {"vae": 0.20, "unet": 0.55, "distill": 0.25}
@@ -90,13 +91,13 @@ class RunState:
 
 
 def save(path: Path, **items) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(items, tmp)
-    tmp.replace(path)
+    """Atomic checkpoint write; only tensors and plain values, so `load` can stay weights-only."""
+    save_checkpoint(path, **items)
 
 
 def load(path: Path) -> dict | None:
-    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+    """A checkpoint of this run (None if absent), read with torch.load(weights_only=True)."""
+    return load_checkpoint(path)
 
 
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, max_decay: float = 0.999) -> None:

@@ -20,6 +20,8 @@ assigned since (category Cn here) may split differently. Prompts do not use them
 """
 from __future__ import annotations
 
+import heapq
+
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -313,6 +315,8 @@ class CLIPTokenizer:
         symbols = [_BYTE_TO_CHAR[b] for b in piece.encode("utf-8")]
         symbols[-1] += END_OF_WORD
         ranks = self._ranks
+        if len(symbols) > _HEAP_FROM:
+            symbols = _merge_with_heap(symbols, ranks)
         while len(symbols) > 1:
             # The lowest-ranked adjacent pair is merged everywhere, left to right; with a
             # well-formed merge list this equals `tokenizers`' priority-queue order.
@@ -340,3 +344,48 @@ class CLIPTokenizer:
             self._cache.clear()
         self._cache[piece] = result
         return result
+
+
+# Pieces longer than this (no real word is) are merged with a priority queue: the loop above
+# rescans the whole piece once per merge, which is quadratic — a 20 000-letter "word" took 8 s.
+_HEAP_FROM = 64
+
+
+def _merge_with_heap(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """The same merges as the loop in `_bpe`, in O(n log n): pairs pop in (rank, position) order,
+    which is "lowest rank first, everywhere, left to right" (a merged symbol only takes part in
+    later-ranked merges, so no pair of a lower rank can appear after a merge)."""
+    n = len(symbols)
+    sym = list(symbols)
+    nxt = list(range(1, n + 1))
+    nxt[-1] = -1
+    prev = list(range(-1, n - 1))
+    alive = [True] * n
+    heap = []
+    for i in range(n - 1):
+        rank = ranks.get((sym[i], sym[i + 1]))
+        if rank is not None:
+            heap.append((rank, i, sym[i], sym[i + 1]))
+    heapq.heapify(heap)
+    while heap:
+        _, i, first, second = heapq.heappop(heap)
+        if not alive[i] or sym[i] != first:
+            continue
+        j = nxt[i]
+        if j < 0 or sym[j] != second:
+            continue
+        sym[i] = first + second
+        alive[j] = False
+        nxt[i] = nxt[j]
+        if nxt[j] >= 0:
+            prev[nxt[j]] = i
+        p, q = prev[i], nxt[i]
+        if p >= 0:
+            rank = ranks.get((sym[p], sym[i]))
+            if rank is not None:
+                heapq.heappush(heap, (rank, p, sym[p], sym[i]))
+        if q >= 0:
+            rank = ranks.get((sym[i], sym[q]))
+            if rank is not None:
+                heapq.heappush(heap, (rank, i, sym[i], sym[q]))
+    return [sym[i] for i in range(n) if alive[i]]
