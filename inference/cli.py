@@ -97,15 +97,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _check_device(name: str) -> str:
-    import torch
+    from .devices import parse_device
 
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InferenceError("--device cuda: CUDA is not available in this PyTorch build or on this machine")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InferenceError("--device mps: Apple Metal is not available here")
-    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise InferenceError(f"--device {name!r}: use cpu, cuda or mps")
-    return name
+    return parse_device(name)
 
 
 def _parameters_text(args, request, model) -> str:
@@ -193,11 +187,9 @@ def _generate(args) -> int:
     from .engine import Engine, ModelRef
     from .images import load_mask, load_rgb
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise InferenceError(f"--out {args.out}: the output must be a .png file")
-    if not out.parent.exists():
-        raise InferenceError(f"--out {args.out}: folder {out.parent} does not exist")
+    from .outputs import check_destination, write_atomically
+
+    out = check_destination(args.out, ".png")  # before any work: a bad destination costs no render
     model_path = Path(args.model) if args.model else house_model_path()
     if not args.model and not model_path.exists():
         raise InferenceError("no --model given and the house model is not installed (assets/house/full)")
@@ -262,9 +254,9 @@ def _generate(args) -> int:
     model = engine.load(ref).model
     info_text = PngImagePlugin.PngInfo()
     info_text.add_text("parameters", _parameters_text(args, request, model))
-    tmp = out.with_name(out.name + ".partial")
-    Image.fromarray(result.image).save(tmp, format="PNG", pnginfo=info_text)
-    tmp.replace(out)
+    # A unique O_EXCL temp file in the destination folder, fsync, rename: never a half-written PNG,
+    # never a planted symlink followed, the old file untouched on any failure.
+    write_atomically(out, lambda handle: Image.fromarray(result.image).save(handle, format="PNG", pnginfo=info_text))
     print(str(out))
     return 0
 
@@ -313,7 +305,9 @@ def _bench(args) -> int:
 
 def _convert(args) -> int:
     from .formats.pickle_checkpoint import convert_pickle_to_safetensors
+    from .outputs import check_destination
 
+    check_destination(args.dst, ".safetensors")  # before the (slow) load of the source
     report = convert_pickle_to_safetensors(args.src, args.dst)
     print(json.dumps({"written": str(args.dst), **{k: v for k, v in vars(report).items() if k != "dst"}}, default=str))
     return 0

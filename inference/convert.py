@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # only annotations: model inspection runs these conversions without torch
     import torch
 
+from . import schema
 from .errors import UnsupportedModelError
 from .models.configs import CLIPTextConfig, UNetConfig, VAEConfig
 
@@ -27,6 +28,7 @@ def _as_list(value, length: int) -> list:
 # --------------------------------------------------------------------------- UNet
 def unet_config_from_diffusers(cfg: Mapping, source: str = "unet/config.json") -> UNetConfig:
     """Map a diffusers UNet2DConditionModel config onto the LDM UNet, refusing what it cannot express."""
+    schema.validate_unet_config(cfg, source)  # types, ranges and sizes first: one named line
 
     def refuse(what: str) -> None:
         raise UnsupportedModelError(f"{source}: {what} is not supported")
@@ -196,6 +198,7 @@ def unet_diffusers_to_ldm(state: Mapping[str, torch.Tensor], config: UNetConfig)
 
 # --------------------------------------------------------------------------- VAE
 def vae_config_from_diffusers(cfg: Mapping, source: str = "vae/config.json") -> VAEConfig:
+    schema.validate_vae_config(cfg, source)
     block_out = list(cfg.get("block_out_channels", [64]))
     ch = block_out[0]
     if any(b % ch for b in block_out):
@@ -263,6 +266,7 @@ def vae_diffusers_to_ldm(state: Mapping[str, torch.Tensor], config: VAEConfig) -
 
 # --------------------------------------------------------------------------- text encoders
 def clip_config_from_transformers(cfg: Mapping, source: str = "text_encoder/config.json") -> CLIPTextConfig:
+    schema.validate_text_config(cfg, source)
     if "text_config" in cfg:  # a full CLIPModel config
         cfg = cfg["text_config"]
     archs = cfg.get("architectures") or []

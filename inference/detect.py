@@ -5,6 +5,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from . import schema
 from .errors import UnsupportedModelError
 from .models.configs import UNetConfig, VAEConfig
 
@@ -61,13 +62,14 @@ _PREDICTION_NAMES = {"epsilon": "epsilon", "eps": "epsilon", "v": "v_prediction"
 def _positive_int(value: str | None, key: str, source: str) -> int | None:
     if value is None:
         return None
-    if not value.strip().isdigit() or int(value) < 1:
+    if not re.fullmatch(r"[0-9]{1,9}", value.strip()) or int(value) < 1:
         raise UnsupportedModelError(f"{source}: metadata {key}={value!r} is not a positive integer")
     return int(value)
 
 
 def hints_from_metadata(metadata: Mapping[str, str], source: str) -> FileHints:
     """Parse the `__metadata__` keys described on `FileHints`; unknown keys are ignored."""
+    schema.validate_metadata_hints(metadata, source)
     family = prediction = None
     architecture = metadata.get("modelspec.architecture")
     if architecture:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import convert, detect
+from . import convert, detect, schema
 from .errors import ModelFormatError, UnsupportedModelError
 from .foreign import refuse_foreign, refuse_foreign_pipeline
 from .formats.diffusers_weights import component_shapes, component_weights
@@ -273,6 +273,7 @@ def load_folder(root: Path, device: torch.device, dtype: torch.dtype, prediction
         encoders.append(TextEncoder(spec, model if meta else model.to(device), tokenizer))
     scheduler_path = root / "scheduler" / "scheduler_config.json"
     scheduler = _read_json(scheduler_path) if scheduler_path.is_file() else {}
+    schema.validate_scheduler_config(scheduler, str(scheduler_path))
     prediction_type = prediction_type or scheduler.get("prediction_type", "epsilon")
     scheduler["prediction_type"] = prediction_type
     family = folder_family(unet_config, text_configs, prediction_type, candidates)

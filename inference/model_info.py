@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import convert, detect
+from . import convert, detect, schema
 from .defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
 from .errors import ModelFormatError, UnsupportedModelError
 from .foreign import refuse_foreign, refuse_foreign_pipeline
@@ -385,6 +385,7 @@ def _folder_info(root: Path, prediction_type: str | None) -> ModelInfo:
     vae_raw = _read_json(root / "vae" / "config.json") if (root / "vae" / "config.json").is_file() else {}
     scheduler_path = root / "scheduler" / "scheduler_config.json"
     scheduler = _read_json(scheduler_path) if scheduler_path.is_file() else {}
+    schema.validate_scheduler_config(scheduler, str(scheduler_path))
     prediction = prediction_type or scheduler.get("prediction_type") or "epsilon"
     text_folder = root / candidates[0].folder_text_encoders[0].folder
     text_configs = [convert.clip_config_from_transformers(_read_json(text_folder / "config.json"),

@@ -17,6 +17,7 @@ import torch
 from .api import GenerationRequest, GenerationResult, validate_request  # noqa: F401 - re-exported
 from .conditioning import Conditioning, PromptCache, build_conditioning, guidance_embedding
 from .errors import InvalidRequestError
+from .guards import check_finite
 from .api import as_mask_array, as_rgb_array
 from .images import mask_to_tensor, rgb_to_tensor, soft_paste_back, tensor_to_rgb
 from .loader import DiffusionModel
@@ -184,7 +185,11 @@ class Pipeline:
         x = sample(request.sampler, denoiser, x, schedule, generator=generator, callback=on_step,
                    should_stop=should_stop)
         latents = schedule.output_latents(x)
-        rgb = tensor_to_rgb(decode_latents(model, latents))
+        # A NaN here would become an all-black PNG with exit 0; say what happened instead.
+        check_finite(latents, "latents", "try float32, another sampler, or lower guidance")
+        decoded = decode_latents(model, latents)
+        check_finite(decoded, "decoded image", "try float32 or another VAE (SDXL's VAE overflows in float16)")
+        rgb = tensor_to_rgb(decoded)
         if mode == "inpaint" and request.paste_back:
             rgb = soft_paste_back(rgb, original, as_mask_array(request.mask), request.paste_feather)
         info = {"mode": mode, "steps_run": total}

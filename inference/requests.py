@@ -11,6 +11,7 @@ import numpy as np
 from .defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, MAX_GUIDANCE, MAX_SIDE, MAX_STEPS, SEED_MAX
 from .errors import InvalidRequestError
 from .samplers.registry import SPACINGS, check_sampler
+from .tokenizer.weighting import check_prompt_length
 
 
 class Mode(str, enum.Enum):
@@ -135,6 +136,8 @@ def validate_request(request: GenerationRequest) -> None:
         raise InvalidRequestError(f"timestep spacing {request.timestep_spacing!r}: use one of {', '.join(SPACINGS)}")
     if not isinstance(request.prompt, str) or not isinstance(request.negative_prompt, str):
         raise InvalidRequestError("prompt and negative prompt must be text")
+    check_prompt_length(request.prompt, "prompt")
+    check_prompt_length(request.negative_prompt, "negative prompt")
     if request.init_image is not None:
         image = as_rgb_array(request.init_image)
         if image.shape[:2] != (request.height, request.width):

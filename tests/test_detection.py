@@ -9,7 +9,7 @@ import torch
 
 import layouts
 from inference import detect
-from inference.errors import ModelFormatError, UnsupportedModelError
+from inference.errors import InferenceError, ModelFormatError, UnsupportedModelError
 from inference.formats.safetensors_file import save_tensors
 from inference.loader import inspect_model, load_model
 from inference.models.taesd import TAESD
@@ -103,7 +103,7 @@ def test_modelspec_metadata_is_parsed():
     assert detect.hints_from_metadata({"modelspec.architecture": "stable-diffusion-v1/lora"}, "f").family == "sd1"
     assert detect.hints_from_metadata({"modelspec.architecture": "flux-1-dev", "format": "pt"}, "f") == \
         detect.FileHints(architecture="flux-1-dev")
-    with pytest.raises(UnsupportedModelError, match="bad.safetensors.*canvasai.head_dim"):
+    with pytest.raises(InferenceError, match="bad.safetensors.*canvasai.head_dim"):  # the schema refuses it
         detect.hints_from_metadata({"canvasai.head_dim": "sixty-four"}, "bad.safetensors")
     with pytest.raises(UnsupportedModelError, match="prediction_type"):
         detect.hints_from_metadata({"modelspec.prediction_type": "flow"}, "bad.safetensors")

@@ -267,3 +267,61 @@ def test_check_finite_accepts_finite_and_integer_data():
     check_finite(np.full((4, 4, 3), 255, np.uint8), "pixels", "hint")
     check_finite(torch.tensor([65504.0], dtype=torch.float16), "pixels", "hint")
     check_finite([1, 2.5], "pixels", "hint")
+
+
+# ----------------------------------------------------------------------------- wired into the CLI
+def _generate(args, capsys):
+    from inference.cli import main
+
+    capsys.readouterr()
+    code = main(["generate", "--prompt", "a lake", "--steps", "1", *args])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_cli_refuses_a_bad_destination_before_any_work(tmp_path, capsys, monkeypatch):
+    import inference.engine as engine_module
+
+    monkeypatch.setattr(engine_module.Engine, "load", lambda *a, **k: pytest.fail("loaded a model"))
+    for out, message in ((tmp_path / "missing" / "o.png", "does not exist"), (tmp_path, "folder"),
+                         (tmp_path / "o.jpg", ".png")):
+        code, err = _generate(["--out", str(out)], capsys)
+        assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_cli_output_never_follows_a_planted_partial_symlink(tmp_path, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "o.png.partial").symlink_to(victim)
+    code, _ = _generate(["--out", str(tmp_path / "o.png")], capsys)
+    assert code == 0 and victim.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png", "o.png.partial", "victim.txt"]
+
+
+@pytest.mark.parametrize("device", ["cuda:0", "gpu", "cuda:x", "", "cpu;rm"])
+def test_cli_bad_devices_are_one_line(tmp_path, capsys, device):
+    code, err = _generate(["--device", device, "--out", str(tmp_path / "o.png")], capsys)
+    assert code == 2 and len(err) == 1
+
+
+def test_nan_latents_are_an_error_not_a_black_image(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from inference.samplers import schedules
+
+    original = schedules.Schedule.output_latents
+    monkeypatch.setattr(schedules.Schedule, "output_latents", lambda self, x: original(self, x) * torch.nan)
+    out = tmp_path / "o.png"
+    code, err = _generate(["--out", str(out)], capsys)
+    # The render ran (its note and progress bar are above); the failure is one error line, no file.
+    errors = [line for line in err if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "NaN" in errors[0] and not out.exists()
+
+
+def test_convert_refuses_a_missing_destination_folder(tmp_path, capsys):
+    from inference.cli import main
+
+    src = tmp_path / "m.ckpt"
+    src.write_bytes(b"\x80\x02}q\x00.")
+    code = main(["convert", str(src), str(tmp_path / "nowhere" / "m.safetensors")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "does not exist" in err[0]

@@ -5,18 +5,24 @@
 * `chunks.tokenize` — diffusers' single 77-token row; `chunks.tokenize_weighted` — A1111's
   75-token chunks with per-token weights; `chunks.apply_weights` — emphasis on embeddings.
 """
-from inference.tokenizer.bpe import CLIPTokenizer, default_vocab_path
-from inference.tokenizer.chunks import (
-    CHUNK_LENGTH,
-    COMMA_BACKTRACK,
-    TOKENS_PER_CHUNK,
-    TokenChunks,
-    apply_weights,
-    tokenize,
-    tokenize_weighted,
-)
-from inference.tokenizer.vocab_files import EOT_TOKEN, SOT_TOKEN
-from inference.tokenizer.weighting import BREAK_MARKER, is_break, parse_prompt_weights
+import importlib
+
+# Submodules load on first use: request validation (torch-free `inference.api`) uses the prompt
+# length check in `weighting` without pulling in torch through `chunks`.
+_EXPORTS = {
+    "CLIPTokenizer": "bpe", "default_vocab_path": "bpe",
+    "CHUNK_LENGTH": "chunks", "COMMA_BACKTRACK": "chunks", "TOKENS_PER_CHUNK": "chunks", "TokenChunks": "chunks",
+    "apply_weights": "chunks", "tokenize": "chunks", "tokenize_weighted": "chunks",
+    "EOT_TOKEN": "vocab_files", "SOT_TOKEN": "vocab_files",
+    "BREAK_MARKER": "weighting", "is_break": "weighting", "parse_prompt_weights": "weighting",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"inference.tokenizer.{_EXPORTS[name]}"), name)
+    raise AttributeError(name)
+
 
 __all__ = [
     "BREAK_MARKER",
