@@ -62,6 +62,11 @@ def _add_generate(sub) -> None:
     p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--farm", metavar="HOST:PORT",
+                   help="render on the Ray render farm at this address (its head's port, 6379 by default); "
+                        "if it is unreachable, render here with a one-line note (needs the 'farm' extra)")
+    p.add_argument("--farm-cpus", type=float, default=1.0, help="CPUs per farm worker (default 1)")
+    p.add_argument("--farm-gpus", type=float, default=0.0, help="GPUs per farm worker (default 0: CPU workers)")
     p.add_argument("--out", required=True)
 
 
@@ -225,6 +230,10 @@ def _generate(args) -> int:
         request = _outpaint(args, request, init, mask)
     validate_request(request)  # before any loading or progress output, so bad input stays one line
     warnings = engine.request_warnings(ref, request, sampler_chosen=args.sampler is not None)
+    if args.farm:
+        for line in ([f"note: {note}"] if note else []) + [f"warning: {w}" for w in warnings]:
+            print(line, file=sys.stderr)
+        return _generate_on_farm(args, request, model_path, out)
     engine.load(ref)  # before any note: a file that cannot load stays one error line
     if note:
         print(f"note: {note}", file=sys.stderr)
@@ -256,6 +265,53 @@ def _generate(args) -> int:
     info_text.add_text("parameters", _parameters_text(args, request, model))
     # A unique O_EXCL temp file in the destination folder, fsync, rename: never a half-written PNG,
     # never a planted symlink followed, the old file untouched on any failure.
+    write_atomically(out, lambda handle: Image.fromarray(result.image).save(handle, format="PNG", pnginfo=info_text))
+    print(str(out))
+    return 0
+
+
+def _generate_on_farm(args, request, model_path: Path, out: Path) -> int:
+    """`generate --farm HOST:PORT`: the same request on the Ray render farm (inference.farm); an
+    unreachable farm or a lost last worker renders here, with a one-line note."""
+    from types import SimpleNamespace
+
+    from PIL import Image, PngImagePlugin
+    from tqdm import tqdm
+
+    from .farm.client import DefaultLocalRunner, render
+    from .farm.jobs import FarmJob, ModelSpec, Notice, Progress
+    from .outputs import write_atomically
+
+    if args.vae or args.unet:
+        raise InferenceError("--vae and --unet are not supported with --farm yet")
+    spec = ModelSpec.for_path(str(model_path), dtype=args.dtype, prediction_type=args.prediction_type)
+    job = FarmJob(request, spec, preview_every_s=None)
+    interrupted = {"flag": False}
+    bars: list = []
+
+    def on_event(event) -> None:
+        if isinstance(event, Notice):
+            print(f"note: {event.message}", file=sys.stderr)
+        elif isinstance(event, Progress) and event.total:
+            if not bars or bars[0].total != event.total or event.step < bars[0].n:  # a retry starts over
+                for bar in bars:
+                    bar.close()
+                bars[:] = [tqdm(total=event.total, desc=f"sampling ({event.worker})", unit="step", file=sys.stderr,
+                                mininterval=0.5)]
+            bars[0].update(event.step - bars[0].n)
+
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.update(flag=True))
+    try:
+        result = render(args.farm, job, on_event=on_event, should_stop=lambda: interrupted["flag"],
+                        worker_cpus=args.farm_cpus, worker_gpus=args.farm_gpus,
+                        local_runner=DefaultLocalRunner(device=_check_device(args.device)))
+    finally:
+        for bar in bars:
+            bar.close()
+        signal.signal(signal.SIGINT, previous)
+    model = SimpleNamespace(name=model_path.name, file_hash=spec.content_hash[:10] if model_path.is_file() else "")
+    info_text = PngImagePlugin.PngInfo()
+    info_text.add_text("parameters", _parameters_text(args, request, model))
     write_atomically(out, lambda handle: Image.fromarray(result.image).save(handle, format="PNG", pnginfo=info_text))
     print(str(out))
     return 0
