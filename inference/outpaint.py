@@ -6,14 +6,14 @@ from pure noise. With a 4-channel model, strength 1 throws the pre-fill away and
 find the horizon, the ground and the sky on its own from the latent blending at the seam; below 1
 the broad layout carries over the seam and the model paints the detail. Measured on the house
 model (16 held-out scenes extended 64 px to the right, horizon within 4 px across the seam) in
-`inference.house.evaluate`.
+`training.house.evaluate`.
 
 Soft seam (`seam_change_map`, on by default): the new pixels next to the image may change only in
 the last 40 % of the steps, rising to all steps 32 px out. On the same 16 house cases it lowers the
 seam energy across the outpaint seam from 0.61 to 0.50 (÷ the scene's own mean gradient) and removes
 the blobs the model otherwise starts at the seam. Horizon continuity (house v6, 144 held-out cases):
 0.84 with the palette-class horizon rule (v5: 0.85), 0.42 with the earlier edge-step rule, which
-read the softened ground line a few rows off (`inference.house.rules`).
+read the softened ground line a few rows off (`training.house.rules`).
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ HOUSE_FULL = "house:full"
 HOUSE_FOLDERS = {HOUSE_PREVIEW: "preview", HOUSE_FULL: "full"}
 HOUSE_LABELS = {HOUSE_PREVIEW: "House preview (fast)", HOUSE_FULL: "House full"}
 HOUSE_NATIVE = 128  # the house model's training size (its family's default, 512, would be wrong)
-HOUSE_NOTES = "house.json"  # written by inference.house.export: native size, steps, guidance
+HOUSE_NOTES = "house.json"  # written by training.house.export: native size, steps, guidance
 CHECKPOINT_SUFFIXES = (".safetensors",)
 # Steps for live previews of a model that recommends none: few-step models
 # (LCM, Turbo, the house preview) look right at 1-4, others look rough but

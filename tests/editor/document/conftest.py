@@ -1,0 +1,4 @@
+"""The Qt-free document model: layers, blending, selection, painting, undo.
+
+Shared helpers (tiny_models, layouts, lora_helpers, flux_models) live in tests/ and are importable
+from here; the root conftest marks every test with its package (`-m inference`, `-m editor`…)."""

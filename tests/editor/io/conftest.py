@@ -1,0 +1,4 @@
+"""Files: .ora read/write (incl. other editors' files and hostile ones), image import, atomic saves.
+
+Shared helpers (tiny_models, layouts, lora_helpers, flux_models) live in tests/ and are importable
+from here; the root conftest marks every test with its package (`-m inference`, `-m editor`…)."""

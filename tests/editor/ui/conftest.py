@@ -1,0 +1,4 @@
+"""The Qt app under pytest-qt (offscreen): views, tools, panels, the AI canvas end to end.
+
+Shared helpers (tiny_models, layouts, lora_helpers, flux_models) live in tests/ and are importable
+from here; the root conftest marks every test with its package (`-m inference`, `-m editor`…)."""

@@ -1,0 +1,4 @@
+"""The house model's trainer, scenes, rules, evaluation and export (`training/house`).
+
+Shared helpers (tiny_models, layouts, lora_helpers, flux_models) live in tests/ and are importable
+from here; the root conftest marks every test with its package (`-m inference`, `-m editor`…)."""
