@@ -7,7 +7,6 @@ strict=True)`, already cast to the requested dtype and placed on the requested d
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from .plan import (IGNORED_PREFIXES, IGNORED_SUFFIXES, SingleFilePlan, folder_ca
 from .model_info import is_unet_only, plan_file, read_model_info, single_file_prediction
 from .registry import ModelFamily, TextEncoderSpec, variant_of
 from .tokenizer.bpe import CLIPTokenizer
+from .jsonfile import read_json_object as _read_json  # noqa: F401 - one reader for model folders' JSON
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -217,18 +217,6 @@ def load_single_file(path: Path, device: torch.device, dtype: torch.dtype,
 
 
 # ----------------------------------------------------------------------------- diffusers folder
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFormatError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{path}: unreadable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ModelFormatError(f"{path}: expected a JSON object")
-    return data
-
-
 def _folder_state(folder: Path, stem: str, dtype: torch.dtype, meta: bool) -> dict[str, torch.Tensor]:
     """A component's tensors from its single file or its validated shards, cast to `dtype`."""
     files = component_weights(folder, stem)

@@ -8,7 +8,6 @@ and the CLI renders at the same size because both read it here.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from .plan import (SingleFilePlan, folder_candidates, folder_family, is_ignored,
                    single_file_scheduler)
 from .registry import ModelFamily, family_by_name, match_family, variant_of
 from .samplers.registry import sampler_for_scheduler_class
+from .jsonfile import read_json_object as _read_json  # noqa: F401 - one reader for model folders' JSON
 
 @dataclass(frozen=True)
 class Preset:
@@ -140,18 +140,6 @@ def _preset(name: str, family: ModelFamily | None, scheduler: dict, notes: dict,
 
 
 # ----------------------------------------------------------------------------- helpers
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFormatError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ModelFormatError(f"{path}: unreadable JSON ({str(exc).splitlines()[0][:120]})") from None
-    if not isinstance(data, dict):
-        raise ModelFormatError(f"{path}: expected a JSON object")
-    return data
-
-
 def _count(shapes) -> int:
     return int(sum(int(np.prod(shape, dtype=np.float64)) for shape in shapes))
 

@@ -2,12 +2,12 @@
 like `inference.model_info`, so the editor's model picker can describe FLUX without torch)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import ModelFormatError
 from ..formats.diffusers_weights import component_weights
 from ..model_info import ModelInfo, Preset
+from ..jsonfile import read_json_object as read_json  # noqa: F401 - one reader for model folders' JSON
 
 FLUX_PIPELINE_CLASSES = ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline")
 COMPONENTS = {"transformer": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model",
@@ -15,18 +15,6 @@ COMPONENTS = {"transformer": "diffusion_pytorch_model", "vae": "diffusion_pytorc
 # BFL's recommended settings: schnell 1–4 steps without guidance, dev 28–50 steps at guidance 3.5.
 SCHNELL_PRESET = Preset(sampler="euler", steps=4, guidance=0.0, source="FLUX.1 [schnell] defaults")
 DEV_PRESET = Preset(sampler="euler", steps=28, guidance=3.5, source="FLUX.1 [dev] defaults")
-
-
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFormatError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{path}: unreadable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ModelFormatError(f"{path}: expected a JSON object")
-    return data
 
 
 def is_flux_folder(path: str | Path) -> bool:

@@ -10,7 +10,7 @@ never imports torch.
 """
 from __future__ import annotations
 
-import importlib
+from inference.lazy import lazy_exports
 
 _EXPORTS = {
     "ConversionReport": "pickle_checkpoint", "convert_pickle_to_safetensors": "pickle_checkpoint",
@@ -20,11 +20,7 @@ _EXPORTS = {
     "iter_tensors": "safetensors_file", "load_tensors": "safetensors_file", "save_tensors": "safetensors_file",
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"inference.formats.{_EXPORTS[name]}"), name)
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

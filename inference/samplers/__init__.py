@@ -14,7 +14,7 @@ importing the registry never imports torch.
 """
 from __future__ import annotations
 
-import importlib
+from inference.lazy import lazy_exports
 
 _EXPORTS = {
     "SAMPLER_NAMES": "config", "SPACINGS": "config", "SchedulerConfig": "config",
@@ -25,11 +25,7 @@ _EXPORTS = {
     "Schedule": "schedules", "TCD_DEFAULT_ETA": "schedules", "build_schedule": "schedules",
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"inference.samplers.{_EXPORTS[name]}"), name)
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

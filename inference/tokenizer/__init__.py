@@ -5,7 +5,7 @@
 * `chunks.tokenize` — diffusers' single 77-token row; `chunks.tokenize_weighted` — A1111's
   75-token chunks with per-token weights; `chunks.apply_weights` — emphasis on embeddings.
 """
-import importlib
+from inference.lazy import lazy_exports
 
 # Submodules load on first use: request validation (torch-free `inference.api`) uses the prompt
 # length check in `weighting` without pulling in torch through `chunks`.
@@ -17,11 +17,7 @@ _EXPORTS = {
     "BREAK_MARKER": "weighting", "is_break": "weighting", "parse_prompt_weights": "weighting",
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"inference.tokenizer.{_EXPORTS[name]}"), name)
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [

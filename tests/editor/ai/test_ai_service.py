@@ -78,7 +78,8 @@ def test_generate_variations_and_accept_one_undo_step(doc):
     assert all(im.rect == Rect(8, 8, 64, 48) for im in job.images)
     assert len({im.rgba.tobytes() for im in job.images}) == 3  # seeds give different images
     steps = [(p.variation, p.step) for p in rec.progress if p.job is job]
-    assert steps == [(v, s) for v in range(3) for s in range(1, 5)]
+    run = max(1, int(4 * job.plan.strength))  # img2img runs strength × steps, as the real engine does
+    assert run < 4 and steps == [(v, s) for v in range(3) for s in range(1, run + 1)]
     previews = [p.preview for p in rec.progress if p.preview is not None]
     assert previews and all(p.preview and p.rect == Rect(8, 8, 64, 48) for p in previews)
     assert same(snapshot(doc), before)  # generating never touches the document
@@ -163,7 +164,8 @@ def test_engine_errors_become_messages_and_never_touch_the_document(doc, error, 
     service = GenerationService(engine)
     rec = Recorder(service)
     before = snapshot(doc)
-    job = service.submit_edit(doc, EditRequest(frame=Rect(0, 0, 64, 64), prompt="x", steps=3))
+    # steps=10: the prompt edit runs strength × 10 ≥ 2 steps, so the failure at step 1 is mid-run
+    job = service.submit_edit(doc, EditRequest(frame=Rect(0, 0, 64, 64), prompt="x", steps=10))
     assert job.wait(TIMEOUT) and job.state == JobState.FAILED
     assert expected in job.error
     assert rec.names(job) == ["job_started", "job_failed"]
