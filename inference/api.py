@@ -14,7 +14,7 @@ from .model_info import ModelInfo, Preset, read_model_info
 # Image-editing helpers the editor shares with the CLI: one outpaint pre-fill / soft-seam and one
 # seam correction for both (torch-free).
 from .outpaint import DEFAULT_STRENGTH as OUTPAINT_STRENGTH
-from .outpaint import extend_canvas, outpaint_request, seam_change_map
+from .outpaint import extend_canvas, fill_empty, outpaint_request, seam_change_map
 from .requests import (GenerationRequest, GenerationResult, LoraSpec, Mode, as_mask_array, as_rgb_array,
                        validate_request)
 from .samplers.registry import SAMPLERS, SPACINGS, SamplerInfo, check_sampler, sampler_for_scheduler_class
@@ -24,6 +24,6 @@ __all__ = [
     "DEFAULT_GUIDANCE", "DEFAULT_IMG2IMG_STRENGTH", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "MAX_GUIDANCE", "MAX_SIDE",
     "MAX_STEPS", "OUTPAINT_STRENGTH", "SAMPLERS", "SEED_MAX", "SPACINGS",
     "GenerationRequest", "GenerationResult", "LoraSpec", "Mode", "ModelInfo", "Preset", "SamplerInfo",
-    "as_mask_array", "as_rgb_array", "check_sampler", "extend_canvas", "outpaint_request", "read_model_info",
+    "as_mask_array", "as_rgb_array", "check_sampler", "extend_canvas", "fill_empty", "outpaint_request", "read_model_info",
     "sampler_for_scheduler_class", "seam_change_map", "seam_correct", "validate_request",
 ]

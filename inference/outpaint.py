@@ -26,7 +26,11 @@ import numpy as np
 from .errors import InvalidRequestError
 from .requests import GenerationRequest, as_rgb_array
 
-Prefill = Literal["edge", "telea", "mirror"]
+Prefill = Literal["edge", "telea", "mirror"]  # for extend_canvas: border fills, or Telea
+FillMethod = Literal["telea", "edge", "neutral"]  # for fill_empty: any empty area
+# Telea inpainting is O(pixels x radius): run it on a small copy and scale up
+# (the pre-fill only needs the broad colours; the model draws the detail).
+PREFILL_WORK_SIDE = 192
 
 # Noise level the pre-filled area starts from (see the module docstring); 1.0 ignores the pre-fill.
 DEFAULT_STRENGTH = 0.75
@@ -52,6 +56,57 @@ def seam_change_map(mask: np.ndarray, ramp_px: int = RAMP_PX, at_seam: float = S
     return np.where(new > 0, ramp, 0.0).astype(np.float32)
 
 
+def _nearest_fill(rgb: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """Edge-stretch: every empty pixel takes the colour of the nearest kept one."""
+    known = (empty == 0).astype(np.uint8)
+    # distanceTransformWithLabels labels each pixel with its nearest zero pixel
+    # of the input, so feed it "empty" as non-zero and "known" as zero.
+    _, labels = cv2.distanceTransformWithLabels(1 - known, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    ys, xs = np.nonzero(known)
+    # Labels number the zero pixels in row-major scan order, starting at 1.
+    order = np.argsort(ys * rgb.shape[1] + xs, kind="stable")
+    lut = np.stack([ys[order], xs[order]], axis=1)
+    index = labels - 1
+    return rgb[lut[index, 0], lut[index, 1]]
+
+
+def fill_empty(rgb: np.ndarray, empty: np.ndarray, method: FillMethod = "telea") -> np.ndarray:
+    """Fill the ``empty`` pixels (uint8 mask) of ``rgb``; kept pixels come back
+    bit-identical. Telea inpainting (smooth continuation of the edges),
+    edge-stretch (nearest kept colour) or neutral grey."""
+    empty = (empty > 0)
+    out = rgb.copy()
+    if not empty.any():
+        return out
+    if empty.all() or method == "neutral":
+        fill = rgb[~empty].mean(axis=0) if (method == "neutral" and not empty.all()) else np.full(3, 127.0)
+        out[empty] = np.rint(fill).astype(np.uint8)
+        return out
+    mask8 = empty.astype(np.uint8) * 255
+    if method == "edge":
+        filled = _nearest_fill(rgb, mask8)
+    elif method == "telea":
+        h, w = empty.shape
+        scale = min(1.0, PREFILL_WORK_SIDE / max(h, w))
+        if scale < 1.0:
+            size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+            # Shrink the colours from kept pixels only: empty pixels are
+            # stretched over first so they do not bleed black into the edge.
+            stretched = _nearest_fill(rgb, mask8)
+            small = cv2.resize(stretched, size, interpolation=cv2.INTER_AREA)
+            small_mask = cv2.resize(mask8, size, interpolation=cv2.INTER_AREA)
+            small_mask = np.where(small_mask > 0, np.uint8(255), np.uint8(0))
+            radius = max(3, int(round(8 * scale)))
+            small = cv2.inpaint(small, small_mask, radius, cv2.INPAINT_TELEA)
+            filled = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        else:
+            filled = cv2.inpaint(rgb, mask8, 5, cv2.INPAINT_TELEA)
+    else:
+        raise InvalidRequestError(f"unknown pre-fill {method!r} (telea, edge, neutral)")
+    out[empty] = filled[empty]
+    return out
+
+
 def extend_canvas(image: np.ndarray, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0,
                   prefill: Prefill = "edge") -> tuple[np.ndarray, np.ndarray]:
     """(canvas, mask): `image` (H×W×3 uint8) placed at (left, top) on a larger canvas whose new pixels
@@ -68,8 +123,7 @@ def extend_canvas(image: np.ndarray, left: int = 0, top: int = 0, right: int = 0
     mask = np.full(canvas.shape[:2], 255, np.uint8)
     mask[top:top + image.shape[0], left:left + image.shape[1]] = 0
     if prefill == "telea" and mask.any():
-        canvas = cv2.inpaint(canvas, mask, 5, cv2.INPAINT_TELEA)
-        canvas[top:top + image.shape[0], left:left + image.shape[1]] = image  # Telea may touch the border
+        canvas = fill_empty(canvas, mask, "telea")  # the editor's pre-fill; kept pixels untouched
     return np.ascontiguousarray(canvas), mask
 
 

@@ -17,14 +17,13 @@ import numpy as np
 
 from editor.document.geometry import Rect
 
+from inference.api import fill_empty as prefill  # one pre-fill for the editor and the CLI
+
 from .inpaint import grow_mask, ring_around
 from .modes import EMPTY_ALPHA
 
-Prefill = Literal["telea", "edge", "neutral"]
+Prefill = Literal["telea", "edge", "neutral"]  # what `inference.api.fill_empty` offers for any empty area
 
-# Telea inpainting is O(pixels x radius): run it on a small copy and scale up
-# (the pre-fill only needs the broad colours; the model draws the detail).
-PREFILL_WORK_SIDE = 192
 
 
 @dataclass(frozen=True)
@@ -85,57 +84,6 @@ def expand_crop(frame: Rect, width: int, height: int, max_area_factor: float = E
 def empty_mask(rgba: np.ndarray, threshold: int = EMPTY_ALPHA) -> np.ndarray:
     """uint8 0/255: pixels with too little alpha to keep."""
     return np.where(rgba[..., 3] < threshold, np.uint8(255), np.uint8(0))
-
-
-def _nearest_fill(rgb: np.ndarray, empty: np.ndarray) -> np.ndarray:
-    """Edge-stretch: every empty pixel takes the colour of the nearest kept one."""
-    known = (empty == 0).astype(np.uint8)
-    # distanceTransformWithLabels labels each pixel with its nearest zero pixel
-    # of the input, so feed it "empty" as non-zero and "known" as zero.
-    _, labels = cv2.distanceTransformWithLabels(1 - known, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    ys, xs = np.nonzero(known)
-    # Labels number the zero pixels in row-major scan order, starting at 1.
-    order = np.argsort(ys * rgb.shape[1] + xs, kind="stable")
-    lut = np.stack([ys[order], xs[order]], axis=1)
-    index = labels - 1
-    return rgb[lut[index, 0], lut[index, 1]]
-
-
-def prefill(rgb: np.ndarray, empty: np.ndarray, method: Prefill = "telea") -> np.ndarray:
-    """Fill the ``empty`` pixels (uint8 mask) of ``rgb``; kept pixels come back
-    bit-identical. Telea inpainting (smooth continuation of the edges),
-    edge-stretch (nearest kept colour) or neutral grey."""
-    empty = (empty > 0)
-    out = rgb.copy()
-    if not empty.any():
-        return out
-    if empty.all() or method == "neutral":
-        fill = rgb[~empty].mean(axis=0) if (method == "neutral" and not empty.all()) else np.full(3, 127.0)
-        out[empty] = np.rint(fill).astype(np.uint8)
-        return out
-    mask8 = empty.astype(np.uint8) * 255
-    if method == "edge":
-        filled = _nearest_fill(rgb, mask8)
-    elif method == "telea":
-        h, w = empty.shape
-        scale = min(1.0, PREFILL_WORK_SIDE / max(h, w))
-        if scale < 1.0:
-            size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-            # Shrink the colours from kept pixels only: empty pixels are
-            # stretched over first so they do not bleed black into the edge.
-            stretched = _nearest_fill(rgb, mask8)
-            small = cv2.resize(stretched, size, interpolation=cv2.INTER_AREA)
-            small_mask = cv2.resize(mask8, size, interpolation=cv2.INTER_AREA)
-            small_mask = np.where(small_mask > 0, np.uint8(255), np.uint8(0))
-            radius = max(3, int(round(8 * scale)))
-            small = cv2.inpaint(small, small_mask, radius, cv2.INPAINT_TELEA)
-            filled = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
-        else:
-            filled = cv2.inpaint(rgb, mask8, 5, cv2.INPAINT_TELEA)
-    else:
-        raise ValueError(f"unknown pre-fill {method!r}")
-    out[empty] = filled[empty]
-    return out
 
 
 def flatten_for_model(rgba: np.ndarray, method: Prefill = "telea") -> np.ndarray:
