@@ -121,3 +121,27 @@ def test_the_untouched_copy_inspects_under_the_same_cap(tmp_path):
     result = _inspect_capped(_house_copy(tmp_path))
     assert result.returncode == 0, result.stderr[-600:]
     assert json.loads(result.stdout)["native_resolution"] == 128
+
+
+def test_sigkill_during_generate_leaves_the_old_output_and_no_temp_file(tmp_path):
+    """Killed mid-sampling: the previous PNG at --out is byte-identical and nothing else is left."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "o.png"
+    out.write_bytes(b"the previous render")
+    process = subprocess.Popen([sys.executable, "-m", "inference", "generate", "--prompt", "a lake", "--steps", "400",
+                                "--out", str(out)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        seen = ""
+        while "sampling" not in seen and time.monotonic() < deadline:  # tqdm's bar: sampling started
+            seen += process.stderr.read(1)
+        assert "sampling" in seen
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    assert out.read_bytes() == b"the previous render"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
