@@ -207,3 +207,17 @@ def test_missing_path_and_text_folder_are_refused(tmp_path):
         api.read_model_info(tmp_path / "nope.safetensors")
     with pytest.raises(InferenceError, match="without model_index.json"):
         api.read_model_info(tmp_path)
+
+
+def test_cli_warns_when_asked_far_above_the_native_size_and_states_defaults(tmp_path, capsys):
+    """Issue 20 #12: 512² from the 128-native house model used to tile silently."""
+    from inference.cli import build_parser, main
+
+    out = tmp_path / "big.png"
+    assert main(["generate", "--prompt", "a lake", "--steps", "1", "--width", "512", "--height", "256",
+                 "--out", str(out)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "native 128x128" in warnings[0]
+    generate = build_parser()._subparsers._group_actions[0].choices["generate"]  # noqa: SLF001
+    helps = {a.dest: a.help or "" for a in generate._actions}  # noqa: SLF001
+    assert "native size" in helps["width"] and "recommendation" in helps["guidance"]
