@@ -57,6 +57,10 @@ class ModelInfo:
     latents_mean: tuple[float, ...] | None = None
     latents_std: tuple[float, ...] | None = None
     scheduler_class: str | None = None
+    # The UNet's conditioning (cross-attention width, SDXL text_time vector): what a UNet-only file
+    # must share with the base model it replaces the UNet of.
+    context_dim: int | None = None
+    adm_in_channels: int | None = None
     zero_terminal_snr: bool = False  # rescaled betas: sample with trailing spacing and guidance_rescale
     preset: Preset | None = None
     parameters: dict[str, int] = field(default_factory=dict)
@@ -273,6 +277,7 @@ def _unet_file_info(path: Path, shapes: dict, kind: str, hints: detect.FileHints
     return ModelInfo(**base, kind="unet", family=family.name if family else None,
                      family_description=family.description if family else "UNet",
                      variant=variant_of(facts["in_channels"]), unet_in_channels=facts["in_channels"],
+                     context_dim=facts.get("context_dim"), adm_in_channels=facts.get("adm_in_channels"),
                      native_resolution=family.native_resolution if family else None,
                      latent_channels=facts["out_channels"], preset=preset,
                      parameters={"unet": _count(v for k, v in shapes.items() if not is_ignored(k))},
@@ -316,6 +321,7 @@ def _single_file_info(path: Path, prediction_type: str | None) -> ModelInfo:
     return ModelInfo(**base, kind="checkpoint", family=family.name, family_description=family.description,
                      variant=variant_of(unet.in_channels), prediction_type=prediction,
                      unet_in_channels=unet.in_channels, native_resolution=family.native_resolution,
+                     context_dim=unet.context_dim, adm_in_channels=unet.adm_in_channels,
                      latent_channels=unet.out_channels,
                      latent_scaling_factor=vae.scaling_factor if vae else family.vae_scaling_factor,
                      latents_mean=vae.latents_mean if vae else None, latents_std=vae.latents_std if vae else None,
@@ -343,6 +349,7 @@ def _component_folder_info(root: Path) -> ModelInfo:
         return ModelInfo(**base, kind="unet", family=family.name if family else None,
                          family_description=family.description if family else "UNet",
                          variant=variant_of(unet.in_channels), unet_in_channels=unet.in_channels,
+                         context_dim=unet.context_dim, adm_in_channels=unet.adm_in_channels,
                          native_resolution=family.native_resolution if family else None, preset=preset,
                          latent_channels=unet.out_channels, parameters={"unet": params},
                          warnings=("a UNet alone: pair it with a base model's VAE and text encoders",))
@@ -398,6 +405,7 @@ def _folder_info(root: Path, prediction_type: str | None) -> ModelInfo:
                      family=family.name, family_description=family.description,
                      variant=variant_of(unet.in_channels), prediction_type=prediction,
                      unet_in_channels=unet.in_channels, native_resolution=native,
+                     context_dim=unet.context_dim, adm_in_channels=unet.adm_in_channels,
                      latent_channels=unet.out_channels,
                      latent_scaling_factor=float(vae_raw.get("scaling_factor", family.vae_scaling_factor)),
                      latents_mean=tuple(mean) if isinstance(mean, list) else None,

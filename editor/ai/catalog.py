@@ -60,6 +60,7 @@ class ModelFacts:
     guidance: Optional[float] = None
     sampler: Optional[str] = None
     format: str = ""  # "diffusers" for a folder, "safetensors" for a single file
+    conditioning: Optional[tuple] = None  # (cross-attention width, SDXL text_time size): what a UNet must share
 
     @property
     def runnable(self) -> bool:
@@ -156,6 +157,7 @@ def inspect_model_file(path: str | Path) -> ModelFacts:
         native_resolution=_number(getattr(info, "native_resolution", None), int),
         steps=_number(getattr(preset, "steps", None), int), guidance=_number(getattr(preset, "guidance", None), float),
         sampler=getattr(preset, "sampler", None), format=str(getattr(info, "format", "") or ""),
+        conditioning=(getattr(info, "context_dim", None), getattr(info, "adm_in_channels", None)),
     )
 
 
@@ -181,6 +183,7 @@ class ModelEntry:
     guidance: Optional[float] = None  # recommended guidance (house.json / the model's preset)
     problem: str = ""
     description: str = ""  # "Stable Diffusion 1.x checkpoint · 2.1 GB" once inspected
+    unet_path: Optional[Path] = None  # a UNet-only file (Lightning, Hyper-SD…) run on `path`'s VAE and encoders
 
     @property
     def available(self) -> bool:
@@ -206,9 +209,31 @@ def _number(value, kind):
         return None
 
 
+UNET_PREFIX = "unet:"  # "unet:<UNet file>|<base model id>": a UNet-only file on top of a base model
+
+
+def unet_model_id(unet_path: str | Path, base_id: str) -> str:
+    return f"{UNET_PREFIX}{unet_path}|{base_id}"
+
+
+def _resolve_unet_pair(model_id: str) -> ModelEntry:
+    unet_text, _, base_id = model_id[len(UNET_PREFIX):].partition("|")
+    base = resolve(base_id)
+    unet = Path(unet_text).expanduser()
+    problem = base.problem
+    if not base_id:
+        problem = f"{model_id}: no base model is named for the UNet file"
+    elif not unet.is_file() and not unet.is_dir():
+        problem = f"The UNet file {unet} does not exist (moved or deleted?)."
+    return ModelEntry(model_id, f"{unet.stem} on {base.label}", base.path, base.native_resolution, None, None,
+                      problem, unet_path=unet)
+
+
 def resolve(model_id: str) -> ModelEntry:
     """The entry for a settings string (never raises; a bad one has a ``problem``)."""
     model_id = model_id.strip()
+    if model_id.startswith(UNET_PREFIX):
+        return _resolve_unet_pair(model_id)
     if model_id in HOUSE_FOLDERS:
         folder = house_dir() / HOUSE_FOLDERS[model_id]
         notes = _notes(folder)
@@ -246,6 +271,28 @@ def inspected_entry(path: str) -> ModelEntry:
                       "", facts.summary())
 
 
+def inspected_unet_entry(unet_path: str, base_id: str) -> ModelEntry:
+    """"Add model…" given a UNet-only file: the UNet on the base model's VAE and text encoders, its
+    own recommended settings (a Lightning/Hyper name says how many steps), the families checked."""
+    facts = inspect_model_file(unet_path)
+    if facts.kind != "unet":
+        raise ModelRefused(f"{Path(unet_path).name} is {KIND_WORDS.get(facts.kind, 'not a UNet')}")
+    base_entry = resolve(base_id)
+    if base_entry.problem:
+        raise ModelRefused(f"{Path(unet_path).name} needs a base model: {base_entry.problem}")
+    base = inspect_model_file(base_entry.path)
+    if (facts.family and base.family and facts.family != base.family) or (
+            facts.conditioning and base.conditioning and facts.conditioning != base.conditioning):
+        raise ModelRefused(f"{Path(unet_path).name} ({facts.family_description or 'a UNet'}) does not fit "
+                           f"{base_entry.label} ({base.family_description or base.family or 'another model'})")
+    entry = resolve(unet_model_id(unet_path, base_id))
+    if entry.problem:
+        raise ModelRefused(entry.problem)
+    return ModelEntry(entry.id, entry.label, entry.path, base_entry.native_resolution or base.native_resolution,
+                      facts.steps, facts.guidance, "", f"{facts.summary()} on {base_entry.label}",
+                      unet_path=entry.unet_path)
+
+
 def is_model_path(path: Path) -> bool:
     if path.is_dir():
         return (path / "model_index.json").is_file()
@@ -279,6 +326,6 @@ def engine_specs(entries: Iterable[ModelEntry], resident: Iterable[str] = ()) ->
     resident = set(resident)
     return {
         entry.id: ModelSpec(entry.path, label=entry.label, native_resolution=entry.native_resolution,
-                            resident=entry.id in resident)
+                            resident=entry.id in resident, unet_path=entry.unet_path)
         for entry in entries if entry.available
     }

@@ -56,6 +56,7 @@ class ModelSpec:
     resident: bool = False  # stays loaded (the live-preview model)
     dtype: Optional[str] = None  # default: fp16 on GPUs, fp32 on CPU
     vae_path: Optional[str | Path] = None
+    unet_path: Optional[str | Path] = None  # a UNet-only file replacing the model's UNet
 
 
 class TorchEngine:
@@ -94,7 +95,8 @@ class TorchEngine:
         from inference.engine import ModelRef
 
         spec = self._spec(model_id)
-        return ModelRef(spec.path, vae_path=spec.vae_path, dtype=spec.dtype, resident=spec.resident, tag=model_id)
+        return ModelRef(spec.path, vae_path=spec.vae_path, unet_path=spec.unet_path, dtype=spec.dtype,
+                        resident=spec.resident, tag=model_id)
 
     def _id_of(self, ref) -> str:
         return ref.tag

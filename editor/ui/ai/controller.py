@@ -197,7 +197,13 @@ class AIController(QObject):
         """"Add model…": inspect the file or folder now (family, kind, size) and
         pick it, or refuse it with the reason — never keep a file that cannot run."""
         try:
-            entry = catalog.inspected_entry(path)
+            if catalog.inspect_model_file(path).kind == "unet":
+                # A UNet-only file (Lightning, Hyper-SD, DMD2) runs on the current final model's
+                # VAE and text encoders.
+                base_id = self.ai.request.final_model if "ai" in self.__dict__ else self.settings.final_model
+                entry = catalog.inspected_unet_entry(path, base_id)
+            else:
+                entry = catalog.inspected_entry(path)
         except catalog.ModelRefused as exc:
             self.ai.say(f"Not added: {exc}", "warning")
             return None
