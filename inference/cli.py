@@ -59,6 +59,9 @@ def _add_generate(sub) -> None:
     p.add_argument("--lora", action="append", default=[], metavar="FILE[:WEIGHT[:TEXT_WEIGHT]]",
                    help="apply a LoRA (repeatable); WEIGHT (default 1) scales its UNet change, TEXT_WEIGHT "
                         "its text-encoder change (default WEIGHT)")
+    p.add_argument("--lora-dir", action="append", default=[], metavar="DIR",
+                   help="a LoRA folder (repeatable; a ComfyUI or A1111 root works too) against which "
+                        "<lora:NAME:WEIGHT> tags in --prompt are resolved")
     p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
@@ -86,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--cases", help="comma-separated subset, e.g. sd-turbo-preview,house-preview")
     p.add_argument("--json", required=True, dest="json_out")
+    p = sub.add_parser("library", help="scan model folders (ComfyUI/A1111 roots or plain folders) as JSON")
+    p.add_argument("dirs", nargs="+", metavar="DIR")
+    p.add_argument("--kind", choices=["checkpoint", "unet", "vae", "taesd", "lora", "unknown", "error"])
+    p.add_argument("--family")
+    p.add_argument("--search", help="words every listed name contains (any case)")
+    p.add_argument("--hashes", action="store_true", help="also compute A1111 short hashes (reads whole files)")
+    p.add_argument("--cache", type=Path, help="the scan cache file (default: the user cache folder)")
     p = sub.add_parser("convert", help="convert a pickle checkpoint to .safetensors (weights_only load)")
     p.add_argument("src")
     p.add_argument("dst")
@@ -222,9 +232,11 @@ def _generate(args) -> int:
     strength = args.strength if args.strength is not None else (
         DEFAULT_IMG2IMG_STRENGTH if init is not None and mask is None else 1.0)
     settings, note = _settings(args, info)
-    request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative, seed=args.seed,
+    prompt, prompt_loras = _prompt_loras(args)
+    request = GenerationRequest(prompt=prompt, negative_prompt=args.negative, seed=args.seed,
                                 width=width, height=height, init_image=init, strength=strength, mask=mask,
-                                loras=tuple(_lora_spec(value) for value in args.lora), tcd_gamma=args.tcd_gamma,
+                                loras=tuple(_lora_spec(value) for value in args.lora) + prompt_loras,
+                                tcd_gamma=args.tcd_gamma,
                                 **settings)
     if args.extend:
         request = _outpaint(args, request, init, mask)
@@ -359,6 +371,41 @@ def _bench(args) -> int:
     return 0
 
 
+def _prompt_loras(args) -> tuple[str, tuple]:
+    """--prompt without its <lora:NAME:W> tags, and the tags resolved against --lora-dir."""
+    from .library import ModelLibrary
+    from .lora.prompt import extract_loras, resolve_loras
+
+    prompt, tags = extract_loras(args.prompt)
+    if not tags:
+        return args.prompt, ()
+    if not args.lora_dir:
+        raise InferenceError(f"--prompt names LoRA {tags[0][0]!r}: give the folder it is in with --lora-dir")
+    return prompt, resolve_loras(tags, ModelLibrary.scan(args.lora_dir, _library_cache()))
+
+
+def _library_cache() -> Path:
+    from .library import default_cache_path
+
+    return default_cache_path()
+
+
+def _library(args) -> int:
+    from .library import ModelLibrary
+
+    for folder in args.dirs:
+        if not Path(folder).is_dir():
+            raise InferenceError(f"library {folder}: no such folder")
+    library = ModelLibrary.scan(args.dirs, args.cache or _library_cache())
+    entries = library.filter(kind=args.kind, family=args.family, search=args.search)
+    if args.hashes:
+        for entry in entries:
+            library.short_hash(entry)
+    chosen = {id(e) for e in entries}
+    print(json.dumps([row for e, row in zip(library.entries, library.to_json()) if id(e) in chosen], indent=2))
+    return 0
+
+
 def _convert(args) -> int:
     from .formats.pickle_checkpoint import convert_pickle_to_safetensors
     from .outputs import check_destination
@@ -377,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             sub.__class__ = _Parser
     try:
         args = parser.parse_args(argv)
-        handler = {"inspect": _inspect, "generate": _generate, "convert": _convert, "bench": _bench}[args.command]
+        handler = {"inspect": _inspect, "generate": _generate, "convert": _convert, "bench": _bench,
+                   "library": _library}[args.command]
         return handler(args)
     except _ArgumentError as exc:
         print(f"error: {exc}", file=sys.stderr)

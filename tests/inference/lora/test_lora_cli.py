@@ -3,6 +3,7 @@ switching without reloading, removal back to the base pixels, and one-line error
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import lora_helpers as helpers
 import numpy as np
@@ -80,3 +81,28 @@ def test_absurd_lora_weights_are_refused(weight):
     request = GenerationRequest(prompt="x", width=64, height=64, loras=(LoraSpec("a.safetensors", weight),))
     with pytest.raises(InvalidRequestError, match="a.safetensors: weight"):
         validate_request(request)
+
+
+def test_prompt_lora_tags_resolve_against_lora_dir(setup, tmp_path, capsys, monkeypatch):
+    """`--prompt "a lake <lora:style:0.8>" --lora-dir DIR` renders what `--lora style.safetensors:0.8` does."""
+    monkeypatch.setenv("CANVASAI_DATA_DIR", str(tmp_path / "data"))  # the library cache goes there
+    folder, lora = setup
+    common = ["generate", "--model", str(folder), "--steps", "2", "--seed", "5"]
+    tagged, flagged = tmp_path / "tagged.png", tmp_path / "flagged.png"
+    assert main(common + ["--prompt", "a lake <lora:style:0.8>", "--lora-dir", str(lora.parent),
+                          "--out", str(tagged)]) == 0
+    assert main(common + ["--prompt", "a lake", "--lora", f"{lora}:0.8", "--out", str(flagged)]) == 0
+    assert np.array_equal(np.asarray(Image.open(tagged)), np.asarray(Image.open(flagged)))
+    capsys.readouterr()
+    code = main(common + ["--prompt", "a lake <lora:stlye:1>", "--lora-dir", str(lora.parent),
+                          "--out", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "close: style" in err[0]
+
+
+def test_library_command_lists_the_folder(setup, tmp_path, capsys):
+    folder, lora = setup
+    assert main(["library", str(lora.parent), "--kind", "lora", "--cache", str(tmp_path / "cache.json")]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [Path(row["path"]).name for row in rows] == ["style.safetensors"]
+    assert main(["library", str(tmp_path / "nowhere")]) == 2
