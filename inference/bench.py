@@ -365,6 +365,20 @@ def bench_house(kind: str, device, dtype, runs, warmup, compare) -> CaseResult |
     return result
 
 
+def bench_house_lora(device, dtype, runs, warmup) -> CaseResult | None:
+    from .bench_lora import bench_house_preview_lora
+    from .cli import house_model_path
+
+    figures = bench_house_preview_lora(house_model_path().parent / "preview", device, dtype, runs, warmup, time_call)
+    if figures is None:
+        return None
+    note = (f"one-step 128² frame with a rank-8 LoRA on every UNet/text layer (merged): without a LoRA "
+            f"{figures['without']:.1f} ms, with {figures['with']:.1f} ms, with its weight changing every frame "
+            f"{figures['weight_changing']:.1f} ms (same run)")
+    return CaseResult("house-preview-lora", str(device), _dtype_name(dtype), "128x128", 1, figures["with"],
+                      _percentile(figures["times"], 90), runs, note=note)
+
+
 def _add_ratio(result: CaseResult, reference_times: list[float]) -> None:
     result.diffusers_median_ms = statistics.median(reference_times)
     result.ratio_vs_diffusers = result.diffusers_median_ms / result.median_ms
@@ -393,6 +407,7 @@ def run_bench(device: str = "cpu", quick: bool = False, compare: str | None = No
         ("vae-decode", lambda: bench_vae_decode(vae_size, torch_device, torch_dtype, runs, warmup, comparing)),
         ("text-encode", lambda: bench_text_encode(torch_device, torch_dtype, runs, warmup, comparing)),
         ("house-preview", lambda: bench_house("preview", torch_device, torch.float32 if torch_device.type == "cpu" else torch_dtype, runs, warmup, comparing)),
+        ("house-preview-lora", lambda: bench_house_lora(torch_device, torch.float32 if torch_device.type == "cpu" else torch_dtype, runs, warmup)),
         ("house-full", lambda: bench_house("full", torch_device, torch.float32 if torch_device.type == "cpu" else torch_dtype, runs, warmup, comparing)),
     ]
     results, skipped = [], []

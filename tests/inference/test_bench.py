@@ -21,3 +21,11 @@ def test_bench_cli_writes_cases_with_documented_fields(tmp_path, capsys):
 def test_bench_rejects_bad_runs(tmp_path, capsys):
     assert main(["bench", "--runs", "0", "--json", str(tmp_path / "x.json")]) == 2
     assert "--runs 0" in capsys.readouterr().err
+
+
+def test_bench_lora_case_times_the_preview_with_and_without_a_lora(tmp_path, capsys):
+    out = tmp_path / "lora.json"
+    assert main(["bench", "--cases", "house-preview-lora", "--runs", "2", "--warmup", "0", "--json", str(out)]) == 0
+    (case,) = json.loads(out.read_text())["cases"]
+    assert case["name"] == "house-preview-lora" and case["median_ms"] > 0
+    assert "without a LoRA" in case["note"] and "weight changing every frame" in case["note"]
