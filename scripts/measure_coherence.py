@@ -1,0 +1,271 @@
+"""Measure preview → final coherence on the editor's real default path (no Qt).
+
+For each case an ``AISession`` (the state machine the Qt controller adapts) is
+set up exactly as the controller sets it up with the house models: the final
+model's steps/guidance from ``house.json``, the preview model's own steps and
+guidance for Live. Live renders the frame (the live preview), then
+``generate()`` runs what the Generate button runs: the refine of that preview
+(same seed, defaults). The preview layer and the staged final are composed
+over the document as the canvas shows them and compared with
+``editor.ai.coherence`` over the area the result layer covers.
+
+    python scripts/measure_coherence.py --json OUT.json [--strength 0.5 0.3 ...] [--cases 6]
+
+``--strength`` overrides the refine strength (``session.REFINE_STRENGTH``) to
+sweep it; without it the editor's default is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from editor.ai import catalog  # noqa: E402
+from editor.ai import session as session_module  # noqa: E402
+from editor.ai.coherence import Coherence, compare  # noqa: E402
+from editor.ai.frame import GenerationFrame  # noqa: E402
+from editor.ai.modes import EditMode  # noqa: E402
+from editor.ai.request import EditRequest, GeneratedImage  # noqa: E402
+from editor.ai.session import AISession  # noqa: E402
+from editor.document import Document, Rect  # noqa: E402
+from editor.document.selection import ellipse_mask  # noqa: E402
+
+MODES = ("txt2img", "img2img", "inpaint", "outpaint")
+SIDE = 128  # the house model's native size: one model pass per frame, no resampling
+TIMEOUT_S = 120.0
+SSIM_MIN = 0.8  # the product threshold (issue 20)
+
+
+@dataclass
+class Case:
+    mode: str
+    index: int
+    prompt: str
+    seed: int
+    scene: Optional[np.ndarray]  # RGB document content (None: a new white document)
+    scene_seed: int
+
+
+def _prompts(count: int, seed: int) -> list[tuple[dict, str]]:
+    from training.house.captions import held_out_prompts
+
+    return held_out_prompts(count, seed=seed)
+
+
+def _scene(seed: int) -> tuple[np.ndarray, dict]:
+    from training.house.scene import random_scene
+
+    image, truth = random_scene(seed, SIDE, SIDE)
+    return np.asarray(image)[..., :3].astype(np.uint8), getattr(truth, "attrs", {})
+
+
+def build_cases(per_mode: int) -> list[Case]:
+    """``per_mode`` cases of each mode, each with its own prompt, seed and document."""
+    prompts = _prompts(per_mode * len(MODES), seed=2020)
+    cases = []
+    for m, mode in enumerate(MODES):
+        for i in range(per_mode):
+            k = m * per_mode + i
+            prompt = prompts[k][1]
+            scene_seed = 9000 + k
+            scene = None if mode == "txt2img" else _scene(scene_seed)[0]
+            cases.append(Case(mode, i, prompt, seed=1000 + 37 * k, scene=scene, scene_seed=scene_seed))
+    return cases
+
+
+def make_document(case: Case) -> tuple[Document, GenerationFrame]:
+    doc = Document(SIDE, SIDE)
+    pixels = np.full((SIDE, SIDE, 4), 255, np.uint8)  # a new white document
+    if case.scene is not None:
+        pixels[..., :3] = case.scene
+    doc.add_layer_from_image(pixels, 0, 0, name="background")
+    frame = GenerationFrame(0, 0, SIDE, SIDE)
+    if case.mode == "inpaint":
+        rng = np.random.default_rng(case.scene_seed)
+        w, h = (int(v) for v in rng.integers(40, 72, size=2))
+        x, y = int(rng.integers(8, SIDE - w - 8)), int(rng.integers(8, SIDE - h - 8))
+        doc.set_selection(ellipse_mask(SIDE, SIDE, Rect(x, y, w, h)))
+    elif case.mode == "outpaint":
+        frame = GenerationFrame(SIDE // 2, 0, SIDE, SIDE)  # half past the right edge
+    return doc, frame
+
+
+class Pump:
+    """Worker reports queued and run on this thread, as the Qt adapter's queued signals do."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def post(self, handler, *args) -> None:
+        self.events.append((handler, args))
+
+    def until(self, done, timeout: float = TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while self.events:
+                handler, args = self.events.pop(0)
+                handler(*args)
+            if done():
+                return
+            time.sleep(0.002)
+        raise TimeoutError("the session did not finish in time")
+
+
+def house_engine():
+    """One TorchEngine over both house models, as the controller's catalog builds it."""
+    from editor.ai.engine import TorchEngine
+
+    entries = [catalog.resolve(catalog.HOUSE_PREVIEW), catalog.resolve(catalog.HOUSE_FULL)]
+    for entry in entries:
+        if not entry.available:
+            raise SystemExit(entry.problem)
+    return TorchEngine(catalog.engine_specs(entries, resident=[catalog.HOUSE_PREVIEW])), entries
+
+
+def on_canvas(image: GeneratedImage, doc: Document) -> np.ndarray:
+    """The image as the canvas shows it: the layer over the document (transparent → white)."""
+    under = doc.render(image.rect).astype(np.float32)
+    alpha_doc = under[..., 3:4] / 255.0
+    base = under[..., :3] * alpha_doc + 255.0 * (1.0 - alpha_doc)
+    a = image.rgba[..., 3:4].astype(np.float32) / 255.0
+    return np.clip(image.rgba[..., :3].astype(np.float32) * a + base * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
+
+
+def covered(image: GeneratedImage) -> tuple[slice, slice]:
+    """Bounding box of the pixels the result layer paints (inpaint: the selection, not its context)."""
+    ys, xs = np.nonzero(image.rgba[..., 3] > 0)
+    return slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
+
+
+def run_case(engine, entries, case: Case) -> tuple[Coherence, dict]:
+    preview_entry, final_entry = entries
+    pump = Pump()
+    doc, frame = make_document(case)
+    request = EditRequest(frame=Rect(0, 0, 8, 8), prompt=case.prompt, seed=case.seed,
+                          steps=final_entry.steps or 20,
+                          guidance=final_entry.guidance if final_entry.guidance is not None else 7.0,
+                          preview_model=preview_entry.id, final_model=final_entry.id)
+    ai = AISession(doc, request, post=pump.post, engine_for=lambda _ids: (engine, ""),
+                   preview_settings=lambda _m: (preview_entry.steps or catalog.DEFAULT_PREVIEW_STEPS,
+                                                preview_entry.guidance))
+    try:
+        ai.set_frame(frame)
+        ai.poll()
+        assert ai.set_live(True)
+        pump.until(lambda: ai.live_image is not None and ai.live.idle)
+        preview = ai.live_image
+        mode = ai.live.last_frame.plan.mode
+        if mode.value != EditMode(case.mode).value:
+            raise AssertionError(f"case {case.mode}/{case.index} was planned as {mode.value}")
+        started = time.perf_counter()
+        job = ai.generate()
+        if job is None or not ai.refining:
+            raise AssertionError("Generate did not refine the preview")
+        strength = job.plan.strength
+        pump.until(lambda: ai.final_job is None)
+        final_s = time.perf_counter() - started
+        final = ai.staging.current
+        if final is None:
+            raise AssertionError(f"no result: {ai.last_error}")
+        if final.rect != preview.rect:
+            raise AssertionError(f"final {final.rect} and preview {preview.rect} differ in place")
+        area = covered(final)
+        result = compare(on_canvas(preview, doc)[area], on_canvas(final, doc)[area])
+        return result, {"strength": strength, "guidance": job.plan.request.guidance, "final_s": round(final_s, 3)}
+    finally:
+        ai.close_service()
+
+
+def summarise(rows: list[dict]) -> dict:
+    def agg(items: list[dict]) -> dict:
+        return {
+            "cases": len(items),
+            "ssim": round(float(np.mean([r["ssim"] for r in items])), 4),
+            "ssim_min": round(float(np.min([r["ssim"] for r in items])), 4),
+            "delta_e": round(float(np.mean([r["delta_e"] for r in items])), 2),
+            "mean_abs_rgb": round(float(np.mean([r["mean_abs_rgb"] for r in items])), 2),
+            "new_blobs": round(float(np.mean([r["new_blobs"] for r in items])), 3),
+            "new_blobs_total": int(np.sum([r["new_blobs"] for r in items])),
+            "sharpness_preview": round(float(np.mean([r["sharpness_preview"] for r in items])), 1),
+            "sharpness_final": round(float(np.mean([r["sharpness_final"] for r in items])), 1),
+            "sharper_final_share": round(float(np.mean([r["sharpness_final"] > r["sharpness_preview"]
+                                                        for r in items])), 3),
+        }
+
+    out = {mode: agg([r for r in rows if r["mode"] == mode]) for mode in MODES if any(r["mode"] == mode for r in rows)}
+    out["overall"] = agg(rows)
+    out["meets"] = all(v["ssim"] >= SSIM_MIN and v["new_blobs"] == 0 for v in out.values() if isinstance(v, dict))
+    return out
+
+
+def measure(per_mode: int, strength: Optional[float] = None, threads: int = 2,
+            guidance: Optional[float] = None) -> dict:
+    """Run the cases; ``strength``/``guidance`` override the refine's (None: the editor's default)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    default = session_module.REFINE_STRENGTH
+    default_guidance = session_module.REFINE_GUIDANCE
+    if strength is not None:
+        session_module.REFINE_STRENGTH = float(strength)
+    if guidance is not None:
+        session_module.REFINE_GUIDANCE = float(guidance)
+    started = time.perf_counter()
+    try:
+        engine, entries = house_engine()
+        rows = []
+        for case in build_cases(per_mode):
+            result, extra = run_case(engine, entries, case)
+            rows.append({"mode": case.mode, "index": case.index, "prompt": case.prompt, "seed": case.seed,
+                         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.as_dict().items()},
+                         **extra})
+        used_guidance = rows[0]["guidance"] if rows else None
+    finally:
+        session_module.REFINE_STRENGTH = default
+        session_module.REFINE_GUIDANCE = default_guidance
+    return {"refine_strength": session_module.REFINE_STRENGTH if strength is None else float(strength),
+            "refine_guidance": used_guidance, "default_strength": default, "summary": summarise(rows), "cases": rows,
+            "runtime_s": round(time.perf_counter() - started, 1)}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--cases", type=int, default=6, help="cases per mode (default 6: 24 in all)")
+    parser.add_argument("--strength", type=float, nargs="*", help="refine strengths to sweep (default: the editor's)")
+    parser.add_argument("--guidance", type=float, nargs="*", help="refine guidances to sweep (default: the editor's)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    runs = [measure(args.cases, s, args.threads, g) for g in (args.guidance or [None])
+            for s in (args.strength or [None])]
+    for run in runs:
+        print(f"refine strength {run['refine_strength']} guidance {run['refine_guidance']} ({run['runtime_s']} s)",
+              flush=True)
+        for mode, v in run["summary"].items():
+            if isinstance(v, dict):
+                print(f"  {mode:9s} n={v['cases']:2d} ssim={v['ssim']:.3f} (min {v['ssim_min']:.3f}) "
+                      f"dE={v['delta_e']:.2f} |dRGB|={v['mean_abs_rgb']:.2f} blobs={v['new_blobs']:.2f} "
+                      f"sharpness {v['sharpness_preview']:.0f} -> {v['sharpness_final']:.0f} "
+                      f"(final sharper in {v['sharper_final_share']:.0%})")
+        print(f"  meets SSIM >= {SSIM_MIN} and no new blobs in every mode: {run['summary']['meets']}")
+    report = {"runs": runs, "runtime_s": round(time.perf_counter() - started, 1)}
+    print(f"runtime {report['runtime_s']} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
