@@ -54,19 +54,23 @@ def tiny_house(tmp: Path) -> Path:
 
 
 def main() -> int:
+    return run_with_house_models("canvasai-ai-shot-", DISPLAY, run_session)
+
+
+def run_with_house_models(prefix: str, display: str, run) -> int:
+    """`run(out_dir)` in a screenshot session with the house models (a tiny stand-in when absent)."""
     out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "screenshots"
     out_dir.mkdir(parents=True, exist_ok=True)
-    with screenshot_session("canvasai-ai-shot-", DISPLAY, SCREEN) as tmp:
+    with screenshot_session(prefix, display, SCREEN) as tmp:
         if not (ROOT / "assets" / "house" / "full" / "model_index.json").is_file():
             print("house model not installed: using a tiny random model", file=sys.stderr)
             os.environ["CANVASAI_HOUSE_DIR"] = str(tiny_house(tmp))
-        return run_session(out_dir)
+        return run(out_dir)
 
 
-def run_session(out_dir: Path) -> int:
+def open_editor(width: int, height: int):
+    """(app, window, wait_for) with the AI core loaded, as the app starts it in the background."""
     import editor.ui  # noqa: F401  (qt_compat: PySide 6.12 refcount workarounds)
-    from PySide6.QtCore import QEvent, QPointF, Qt
-    from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
 
     from editor.headless import new_document
@@ -78,7 +82,7 @@ def run_session(out_dir: Path) -> int:
     apply_dark_theme(app)
     settings = Settings()
     settings.first_run_hint_seen = True
-    win = MainWindow(settings, new_document(768, 512))
+    win = MainWindow(settings, new_document(width, height))
     win.ask_save_changes = lambda: "discard"
     win.setGeometry(0, 0, *SCREEN)
     win.show()
@@ -86,8 +90,6 @@ def run_session(out_dir: Path) -> int:
     win.activateWindow()
     win.canvas.setFocus()
     settle(app, 0.5)
-    canvas, session, doc = win.canvas, win.session, win.session.document
-    canvas.fit_to_window()
 
     def wait_for(predicate, what: str, timeout: float = 120.0) -> None:
         end = time.time() + timeout
@@ -96,6 +98,22 @@ def run_session(out_dir: Path) -> int:
                 raise SystemExit(f"timed out waiting for {what}")
             app.processEvents()
             time.sleep(0.01)
+
+    wait_for(lambda: win.ai.controller is not None or win.ai.unavailable_reason.startswith("The AI engine"),
+             "the AI core")
+    if win.ai.controller is None:
+        raise SystemExit(win.ai.unavailable_reason)
+    return app, win, wait_for
+
+
+def run_session(out_dir: Path) -> int:
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    app, win, wait_for = open_editor(768, 512)
+    canvas, session, doc = win.canvas, win.session, win.session.document
+    canvas.fit_to_window()
 
     def mouse(kind, x, y, button, buttons):
         p = canvas.viewport.to_widget(QPointF(x, y))
@@ -118,12 +136,7 @@ def run_session(out_dir: Path) -> int:
         QTest.keyClick(canvas, k, mods)
         app.processEvents()
 
-    # The AI core loads in the background, as in the app.
-    wait_for(lambda: win.ai.controller is not None or win.ai.unavailable_reason.startswith("The AI engine"),
-             "the AI core")
     c = win.ai.controller
-    if c is None:
-        raise SystemExit(win.ai.unavailable_reason)
     panel = win.ai.panel
 
     # A scene: sky, hills (lasso + fill), a lake, a few strokes.

@@ -15,64 +15,23 @@ white document with the house models and drives it as a user would:
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
-from ai_screenshots import capture, settle, tiny_house
-from xvfb_display import ROOT, screenshot_session
+from ai_screenshots import capture, open_editor, run_with_house_models, settle
 
-SCREEN = (1600, 1000)
 DISPLAY = ":98"
 
 
 def main() -> int:
-    import os
-
-    out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "screenshots"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with screenshot_session("canvasai-workflow-", DISPLAY, SCREEN) as tmp:
-        if not (ROOT / "assets" / "house" / "full" / "model_index.json").is_file():
-            print("house model not installed: using a tiny random model", file=sys.stderr)
-            os.environ["CANVASAI_HOUSE_DIR"] = str(tiny_house(tmp))
-        return run(out_dir)
+    return run_with_house_models("canvasai-workflow-", DISPLAY, run)
 
 
 def run(out_dir: Path) -> int:
-    import editor.ui  # noqa: F401  (qt_compat: PySide 6.12 refcount workarounds)
     from PySide6.QtCore import QPointF
-    from PySide6.QtWidgets import QApplication
 
-    from editor.headless import new_document
-    from editor.settings import Settings
-    from editor.ui.application import apply_dark_theme
-    from editor.ui.main_window import MainWindow
-
-    app = QApplication([sys.argv[0]])
-    apply_dark_theme(app)
-    settings = Settings()
-    settings.first_run_hint_seen = True
-    win = MainWindow(settings, new_document(384, 256))
-    win.ask_save_changes = lambda: "discard"
-    win.setGeometry(0, 0, *SCREEN)
-    win.show()
-    win.raise_()
-    win.activateWindow()
-    settle(app, 0.5)
+    app, win, wait_for = open_editor(384, 256)
     canvas, session = win.canvas, win.session
-
-    def wait_for(predicate, what: str, timeout: float = 600.0) -> None:
-        end = time.time() + timeout
-        while not predicate():
-            if time.time() > end:
-                raise SystemExit(f"timed out waiting for {what}")
-            app.processEvents()
-            time.sleep(0.01)
-
-    wait_for(lambda: win.ai.controller is not None or win.ai.unavailable_reason.startswith("The AI engine"),
-             "the AI core")
     c = win.ai.controller
-    if c is None:
-        raise SystemExit(win.ai.unavailable_reason)
     panel = win.ai.panel
     c.set_live(False)  # each stage below is one Generate: the screenshots show finals, not live frames
 
@@ -84,7 +43,7 @@ def run(out_dir: Path) -> int:
         if mode_word not in label:
             raise SystemExit(f"the frame says {label!r}, expected {mode_word!r}")
         panel.generate_button.click()
-        wait_for(lambda: not c.busy, f"the {mode_word} render")
+        wait_for(lambda: not c.busy, f"the {mode_word} render", 600)
         if c.staging.count < 1:
             raise SystemExit(f"no result for {mode_word}: {c.last_error}")
         show(shot)
@@ -115,7 +74,7 @@ def run(out_dir: Path) -> int:
     # 5. Regenerate the first AI layer from the settings it carries.
     session.set_active(first)
     c.regenerate_layer(first)
-    wait_for(lambda: not c.busy, "the regenerate render")
+    wait_for(lambda: not c.busy, "the regenerate render", 600)
     show("workflow-5-regenerate.png")
     print(f"layers: {[layer.name for layer in session.document.raster_layers()]}")
     win.ai.shutdown()
