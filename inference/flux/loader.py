@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .. import convert as sd_convert
-from ..errors import ModelFormatError, UnsupportedModelError
+from ..errors import UnsupportedModelError
 from ..formats.diffusers_weights import component_shapes, component_weights
 from ..formats.safetensors_file import iter_tensors
 from ..models.clip_text import CLIPTextModel
@@ -71,25 +71,11 @@ class FluxModel:
 
 def materialise(factory: Callable[[], nn.Module], state: Mapping[str, torch.Tensor], what: str,
                 report: dict) -> nn.Module:
-    """Build on meta, check the keys and shapes, assign strictly. With meta tensors in `state`
-    (inspection) mismatches are only reported; otherwise they raise naming the first keys."""
-    with torch.device("meta"):
-        module = factory()
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    report.setdefault("missing_keys", []).extend(f"{what}:{k}" for k in missing)
-    report.setdefault("unexpected_keys", []).extend(f"{what}:{k}" for k in unexpected)
-    report.setdefault("shape_mismatches", []).extend(f"{what}:{k}" for k in wrong)
-    if state and next(iter(state.values())).device.type == "meta":
-        return module
-    if missing or unexpected or wrong:
-        problems = ([f"missing {k}" for k in missing[:3]] + [f"unexpected {k}" for k in unexpected[:3]]
-                    + [f"shape of {k}" for k in wrong[:3]])
-        raise ModelFormatError(f"{what}: weights do not fit the architecture ({'; '.join(problems)})")
-    module.load_state_dict(state, strict=True, assign=True)
-    return module.eval().requires_grad_(False)
+    """The engine's one build-on-meta, check-keys, assign-strictly step (`inference.loader`), for a
+    FLUX component: with meta tensors in `state` (inspection) mismatches are only reported."""
+    from ..loader import _materialise
+
+    return _materialise(factory, state, what, "FLUX", report)
 
 
 def _component_state(folder: Path, stem: str, dtype: torch.dtype, meta: bool,
