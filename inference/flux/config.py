@@ -8,6 +8,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+from ..errors import ModelFormatError
+
+# Bounds well above the largest released FLUX/T5 configs (widths 3072/4096, 19+38 blocks, 24 layers):
+# a config outside them is damaged or hostile, refused before anything is built.
+_MAX_WIDTH = 65536
+_MAX_LAYERS = 512
+
+
+def _whole(cfg: Mapping, key: str, default: int, high: int, source: str, low: int = 1) -> int:
+    """`cfg[key]` as a whole number in [low, high], else one ModelFormatError naming the file and field."""
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ModelFormatError(f"{source}: {key} must be a whole number in {low}..{high}, got {value!r:.60}")
+    return value
+
 
 @dataclass(frozen=True)
 class FluxConfig:
@@ -43,20 +58,31 @@ class FluxConfig:
         return asdict(self)
 
     @classmethod
-    def from_diffusers(cls, cfg: Mapping) -> FluxConfig:
-        """From a diffusers `transformer/config.json` (`FluxTransformer2DModel`)."""
-        heads = int(cfg.get("num_attention_heads", 24))
-        head_dim = int(cfg.get("attention_head_dim", 128))
-        if int(cfg.get("patch_size", 1)) != 1:
-            raise ValueError(f"patch_size {cfg.get('patch_size')} is not supported (FLUX packs 2×2 outside)")
-        in_channels = int(cfg.get("in_channels", 64))
-        return cls(in_channels=in_channels, out_channels=int(cfg.get("out_channels") or in_channels),
-                   vec_in_dim=int(cfg.get("pooled_projection_dim", 768)),
-                   context_in_dim=int(cfg.get("joint_attention_dim", 4096)), hidden_size=heads * head_dim,
-                   num_heads=heads, depth=int(cfg.get("num_layers", 19)),
-                   depth_single_blocks=int(cfg.get("num_single_layers", 38)),
-                   axes_dim=tuple(int(a) for a in cfg.get("axes_dims_rope", (16, 56, 56))),
-                   guidance_embed=bool(cfg.get("guidance_embeds", False)))
+    def from_diffusers(cls, cfg: Mapping, source: str = "transformer/config.json") -> FluxConfig:
+        """From a diffusers `transformer/config.json` (`FluxTransformer2DModel`), every field checked."""
+        heads = _whole(cfg, "num_attention_heads", 24, 1024, source)
+        head_dim = _whole(cfg, "attention_head_dim", 128, 1024, source)
+        if heads * head_dim > _MAX_WIDTH:
+            raise ModelFormatError(f"{source}: num_attention_heads × attention_head_dim = {heads * head_dim} "
+                                   f"exceeds {_MAX_WIDTH}")
+        if _whole(cfg, "patch_size", 1, 16, source) != 1:
+            raise ModelFormatError(f"{source}: patch_size {cfg.get('patch_size')} is not supported "
+                                   "(FLUX packs 2×2 outside)")
+        in_channels = _whole(cfg, "in_channels", 64, 4096, source)
+        axes = cfg.get("axes_dims_rope", (16, 56, 56))
+        if not isinstance(axes, (list, tuple)) or len(axes) != 3 or sum(
+                _whole({"axes_dims_rope": a}, "axes_dims_rope", 0, 4096, source) for a in axes) != head_dim:
+            raise ModelFormatError(f"{source}: axes_dims_rope must be three whole numbers adding up to "
+                                   f"attention_head_dim {head_dim}, got {axes!r:.60}")
+        out_channels = cfg.get("out_channels") or in_channels
+        return cls(in_channels=in_channels,
+                   out_channels=_whole({"out_channels": out_channels}, "out_channels", 0, 4096, source),
+                   vec_in_dim=_whole(cfg, "pooled_projection_dim", 768, _MAX_WIDTH, source),
+                   context_in_dim=_whole(cfg, "joint_attention_dim", 4096, _MAX_WIDTH, source),
+                   hidden_size=heads * head_dim, num_heads=heads,
+                   depth=_whole(cfg, "num_layers", 19, _MAX_LAYERS, source, low=0),
+                   depth_single_blocks=_whole(cfg, "num_single_layers", 38, _MAX_LAYERS, source, low=0),
+                   axes_dim=tuple(int(a) for a in axes), guidance_embed=bool(cfg.get("guidance_embeds", False)))
 
 
 # The released FLUX.1 transformers (BFL `flux/util.py` configs): dev embeds the guidance scale.
@@ -84,7 +110,7 @@ class T5Config:
         return asdict(self)
 
     @classmethod
-    def from_transformers(cls, cfg: Mapping) -> T5Config:
+    def from_transformers(cls, cfg: Mapping, source: str = "text_encoder_2/config.json") -> T5Config:
         """From a transformers `config.json` (`T5EncoderModel` / `T5Config`)."""
         proj = str(cfg.get("feed_forward_proj", "relu"))
         gated = proj.startswith("gated-")
@@ -92,13 +118,19 @@ class T5Config:
         if activation == "gelu" and gated:
             activation = "gelu_new"  # transformers maps "gated-gelu" to the tanh approximation
         if activation not in ("gelu_new", "relu", "gelu_pytorch_tanh"):
-            raise ValueError(f"T5 feed_forward_proj {proj!r} is not supported")
-        return cls(vocab_size=int(cfg.get("vocab_size", 32128)), d_model=int(cfg.get("d_model", 512)),
-                   d_kv=int(cfg.get("d_kv", 64)), d_ff=int(cfg.get("d_ff", 2048)),
-                   num_layers=int(cfg.get("num_layers", 6)), num_heads=int(cfg.get("num_heads", 8)),
-                   relative_attention_num_buckets=int(cfg.get("relative_attention_num_buckets", 32)),
-                   relative_attention_max_distance=int(cfg.get("relative_attention_max_distance", 128)),
-                   layer_norm_epsilon=float(cfg.get("layer_norm_epsilon", 1e-6)), gated=gated,
+            raise ModelFormatError(f"{source}: T5 feed_forward_proj {proj!r:.60} is not supported")
+        epsilon = cfg.get("layer_norm_epsilon", 1e-6)
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 < epsilon < 1:
+            raise ModelFormatError(f"{source}: layer_norm_epsilon must be in (0, 1), got {epsilon!r:.60}")
+        return cls(vocab_size=_whole(cfg, "vocab_size", 32128, 1_000_000, source),
+                   d_model=_whole(cfg, "d_model", 512, _MAX_WIDTH, source),
+                   d_kv=_whole(cfg, "d_kv", 64, 4096, source), d_ff=_whole(cfg, "d_ff", 2048, 4 * _MAX_WIDTH, source),
+                   num_layers=_whole(cfg, "num_layers", 6, _MAX_LAYERS, source),
+                   num_heads=_whole(cfg, "num_heads", 8, 1024, source),
+                   relative_attention_num_buckets=_whole(cfg, "relative_attention_num_buckets", 32, 4096, source),
+                   relative_attention_max_distance=_whole(cfg, "relative_attention_max_distance", 128, 1 << 20,
+                                                          source),
+                   layer_norm_epsilon=float(epsilon), gated=gated,
                    activation=activation)
 
 

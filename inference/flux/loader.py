@@ -98,7 +98,7 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 def load_transformer(folder: Path, dtype: torch.dtype, report: dict, meta: bool = False,
                      device: torch.device = torch.device("cpu")) -> FluxTransformer:
-    config = FluxConfig.from_diffusers(read_json(folder / "config.json"))
+    config = FluxConfig.from_diffusers(read_json(folder / "config.json"), str(folder / "config.json"))
     state = diffusers_to_bfl(_component_state(folder, "diffusion_pytorch_model", dtype, meta, device), config)
     return materialise(lambda: FluxTransformer(config), state, "transformer", report)
 
@@ -106,7 +106,7 @@ def load_transformer(folder: Path, dtype: torch.dtype, report: dict, meta: bool 
 def load_t5(folder: Path, dtype: torch.dtype, report: dict, meta: bool = False,
             device: torch.device = torch.device("cpu")) -> T5Encoder:
     try:
-        config = T5Config.from_transformers(read_json(folder / "config.json"))
+        config = T5Config.from_transformers(read_json(folder / "config.json"), str(folder / "config.json"))
     except ValueError as exc:
         raise UnsupportedModelError(f"{folder / 'config.json'}: {exc}") from None
     state = t5_state(_component_state(folder, "model", dtype, meta, device))
@@ -131,7 +131,7 @@ def load_flux_folder(root: str | Path, *, device: str | torch.device = "cpu",
     if transformer_path is not None and not meta:
         # RoPE axes are not in the weights: take them from the folder's config when it has one.
         folder_config = root / "transformer" / "config.json"
-        axes = FluxConfig.from_diffusers(read_json(folder_config)).axes_dim if folder_config.is_file() else None
+        axes = FluxConfig.from_diffusers(read_json(folder_config), str(folder_config)).axes_dim if folder_config.is_file() else None
         transformer = load_bfl_transformer(transformer_path, device=device, dtype=dtype, axes_dim=axes,
                                            report=report)
     else:

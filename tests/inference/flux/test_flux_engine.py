@@ -39,3 +39,30 @@ def test_cli_renders_a_flux_folder_with_its_preset(schnell, tmp_path, capsys):
     assert Image.open(out).size == (64, 64)
     parameters = Image.open(out).info["parameters"]
     assert f"Steps: {read_model_info(schnell).preset.steps}," in parameters
+
+
+@pytest.mark.parametrize("component, field, value", [
+    ("transformer", "num_layers", 10**9), ("transformer", "num_attention_heads", "24"),
+    ("transformer", "attention_head_dim", 2**20), ("transformer", "axes_dims_rope", [1, 2]),
+    ("transformer", "patch_size", 2), ("text_encoder_2", "num_layers", 10**7),
+    ("text_encoder_2", "d_model", -1), ("text_encoder_2", "feed_forward_proj", "swish"),
+    ("text_encoder_2", "layer_norm_epsilon", "tiny"),
+])
+def test_hostile_flux_configs_are_one_line_before_anything_is_built(schnell, tmp_path, capsys, component, field,
+                                                                    value):
+    import json
+    import shutil
+    import time
+
+    folder = tmp_path / "flux"
+    shutil.copytree(schnell, folder)
+    config_path = folder / component / "config.json"
+    config = json.loads(config_path.read_text())
+    config[field] = value
+    config_path.write_text(json.dumps(config))
+    started = time.monotonic()
+    code = main(["generate", "--model", str(folder), "--prompt", "x", "--width", "64", "--height", "64",
+                 "--out", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "config.json" in err[0], err
+    assert time.monotonic() - started < 30 and not (tmp_path / "o.png").exists()
