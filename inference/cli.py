@@ -1,4 +1,4 @@
-"""`python -m inference` — inspect models, generate images, convert pickle checkpoints.
+"""`python -m inference` — inspect models, generate images, convert pickle checkpoints, download models.
 
 Bad input ends with one line on stderr and exit code 2, never a traceback.
 """
@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a pickle checkpoint to .safetensors (weights_only load)")
     p.add_argument("src")
     p.add_argument("dst")
+    p = sub.add_parser("download", help="download a model by http(s) URL into a folder (resumable, verified)")
+    p.add_argument("url", help="http:// or https:// address of the model file")
+    p.add_argument("--to", required=True, metavar="DIR", help="the library folder to put the file in")
+    p.add_argument("--name", metavar="FILE", help="file name (default: the server's, else the URL's)")
+    p.add_argument("--sha256", metavar="HEX", help="expected SHA-256; a mismatch removes the download")
     return parser
 
 
@@ -416,6 +421,38 @@ def _convert(args) -> int:
     return 0
 
 
+def _download(args) -> int:
+    """`download URL --to DIR`: a tqdm bar on stderr, one JSON line on stdout; Ctrl-C keeps the
+    partial file (`DIR/.NAME.part`) and the same command resumes it."""
+    from tqdm import tqdm
+
+    from .download import download_file
+
+    bars: list = []
+
+    def progress(done: int, total: int | None) -> None:
+        if not bars or bars[0].total != total:  # the size is known only once the server answers
+            for bar in bars:
+                bar.close()
+            bars[:] = [tqdm(total=total, initial=done, desc="downloading", unit="B", unit_scale=True,
+                            unit_divisor=1024, file=sys.stderr, mininterval=0.5)]
+        bars[0].update(done - bars[0].n)  # negative when a server ignoring Range makes it restart
+
+    try:
+        result = download_file(args.url, args.to, sha256=args.sha256, filename=args.name, progress=progress)
+    except CancelledError as exc:  # also Ctrl-C: download_file turns it into a cancel
+        result, cancelled = None, exc
+    finally:
+        for bar in bars:  # before any message, so an error line starts on a line of its own
+            bar.close()
+    if result is None:
+        print(f"interrupted: {cancelled}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(json.dumps({"written": str(result.path), "sha256": result.sha256, "bytes": result.size,
+                      "resumed_from": result.resumed_from}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     parser.__class__ = _Parser
@@ -425,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         handler = {"inspect": _inspect, "generate": _generate, "convert": _convert, "bench": _bench,
-                   "library": _library}[args.command]
+                   "library": _library, "download": _download}[args.command]
         return handler(args)
     except _ArgumentError as exc:
         print(f"error: {exc}", file=sys.stderr)
