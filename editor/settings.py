@@ -28,6 +28,7 @@ CONFIG_DIR_ENV = "CANVASAI_CONFIG_DIR"
 DATA_DIR_ENV = "CANVASAI_DATA_DIR"
 MAX_RECENT_FILES = 10
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+RENDER_ON = ("local", "farm")
 
 
 def config_dir() -> Path:
@@ -70,6 +71,12 @@ class Settings:
     # "mps"; see editor.device. A device that is missing or fails its probe falls back to the CPU.
     device: str = "auto"
     first_run_hint_seen: bool = False  # the "what to do" hint on an empty canvas, shown once
+    # Final renders and variations: "local" (this machine) or "farm" (the Ray cluster whose head
+    # is at farm_address, HOST:PORT). The live preview always renders here. Only that address is
+    # ever contacted; a cluster must stay on a trusted network (README, render farm).
+    render_on: str = "local"
+    farm_address: str = ""
+    farm_gpus: float = 0.0  # GPUs per farm worker (one worker per GPU); 0: one CPU worker per node
 
     # ------------------------------------------------------------------ I/O
     @classmethod
@@ -120,12 +127,31 @@ class Settings:
         if not self.final_model.strip():
             self.final_model = "house:full"
         self.model_folders = list(dict.fromkeys(p for p in self.model_folders if p.strip()))
+        self.farm_address = self.farm_address.strip()
+        if self.farm_address and farm_address_problem(self.farm_address):
+            self.farm_address = ""
+        gpus = float(self.farm_gpus)
+        self.farm_gpus = min(max(gpus, 0.0), 8.0) if gpus == gpus else 0.0  # NaN (valid JSON here): none
+        if self.render_on not in RENDER_ON or (self.render_on == "farm" and not self.farm_address):
+            self.render_on = "local"  # a farm without a usable address cannot take a render
         return self
 
     def add_recent_file(self, path: str) -> None:
         path = os.path.abspath(path)
         self.recent_files = [path] + [p for p in self.recent_files if p != path]
         del self.recent_files[MAX_RECENT_FILES:]
+
+
+def farm_address_problem(address: str) -> str:
+    """"" for a usable farm address (HOST:PORT or ray://HOST:PORT), else one line naming the
+    value, from the farm client's own parser (so the dialog and a connect never disagree)."""
+    from inference.farm.api import FarmUnavailableError, check_address  # torch- and Ray-free
+
+    try:
+        check_address(address)
+    except FarmUnavailableError as exc:
+        return str(exc)
+    return ""
 
 
 def _same_kind(value: Any, default: Any) -> bool:

@@ -1,5 +1,6 @@
-"""Small dialogs: new document, canvas size (any direction), preferences,
-recovery of autosaves from crashed sessions."""
+"""Small dialogs: new document, canvas size (any direction), preferences
+(autosave, undo memory, where final renders run), recovery of autosaves from
+crashed sessions."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from typing import Optional
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox,
-    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QRadioButton, QSpinBox, QToolButton,
+    QVBoxLayout, QWidget,
 )
 
 from editor.document.document import MAX_CANVAS_SIDE
 from editor.io import RecoveryFile
 
-from ..settings import Settings
+from ..settings import Settings, farm_address_problem
 
 ANCHOR_NAMES = ("↖", "↑", "↗", "←", "•", "→", "↙", "↓", "↘")
 
@@ -176,15 +178,79 @@ class PreferencesDialog(QDialog):
         form.addRow("Autosave every", self.autosave)
         form.addRow("Autosave after idle", self.idle)
         form.addRow("Undo memory", self.undo_mb)
+        form.addRow(self._render_on_box(settings))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
+    def _render_on_box(self, settings: Settings) -> QGroupBox:
+        """"Render on: this machine / Ray cluster at ADDRESS" (final renders and variations)."""
+        box = QGroupBox("Render on (final renders and variations; the live preview always renders here)")
+        self.render_here = QRadioButton("This machine")
+        self.render_farm = QRadioButton("Ray cluster at")
+        self.farm_address = QLineEdit(settings.farm_address)
+        self.farm_address.setPlaceholderText("HOST:PORT of the head, e.g. 10.0.0.5:6379")
+        self.farm_address.setToolTip("Only this address is contacted. A Ray cluster runs any code its clients "
+                                     "send: keep it on a trusted network, never reachable from the internet.")
+        self.farm_gpus = QDoubleSpinBox()
+        self.farm_gpus.setRange(0.0, 8.0)
+        self.farm_gpus.setDecimals(2)
+        self.farm_gpus.setSingleStep(0.5)
+        self.farm_gpus.setSpecialValueText("none (one CPU worker per machine)")
+        self.farm_gpus.setValue(settings.farm_gpus)
+        self.farm_gpus.setToolTip("GPUs per farm worker: 1 starts one worker per GPU of the cluster")
+        self.farm_error = QLabel()
+        self.farm_error.setWordWrap(True)
+        self.farm_error.setStyleSheet("color: #d04040;")
+        self.farm_error.hide()
+        (self.render_farm if settings.render_on == "farm" else self.render_here).setChecked(True)
+        self.render_farm.toggled.connect(self._farm_toggled)
+        self.farm_address.textEdited.connect(lambda _t: self.farm_error.hide())
+        self._farm_toggled(self.render_farm.isChecked())
+        farm_row = QHBoxLayout()
+        farm_row.addWidget(self.render_farm)
+        farm_row.addWidget(self.farm_address, 1)
+        layout = QVBoxLayout(box)
+        layout.addWidget(self.render_here)
+        layout.addLayout(farm_row)
+        gpu_row = QHBoxLayout()
+        gpu_row.addWidget(QLabel("GPUs per worker"))
+        gpu_row.addWidget(self.farm_gpus, 1)
+        layout.addLayout(gpu_row)
+        layout.addWidget(self.farm_error)
+        return box
+
+    def _farm_toggled(self, on: bool) -> None:
+        self.farm_address.setEnabled(on)
+        self.farm_gpus.setEnabled(on)
+        self.farm_error.hide()
+
+    def farm_problem(self) -> str:
+        """One line about the farm address when "Ray cluster" is chosen and it is unusable."""
+        if not self.render_farm.isChecked():
+            return ""
+        address = self.farm_address.text().strip()
+        if not address:
+            return "Enter the address of the Ray cluster's head (HOST:PORT, e.g. 10.0.0.5:6379)"
+        return farm_address_problem(address)
+
+    def accept(self) -> None:  # noqa: D102 - refuse an unusable farm address with its reason
+        problem = self.farm_problem()
+        if problem:
+            self.farm_error.setText(problem[:1].upper() + problem[1:])
+            self.farm_error.show()
+            self.farm_address.setFocus()
+            return
+        super().accept()
+
     def apply_to(self, settings: Settings) -> None:
         settings.autosave_minutes = self.autosave.value()
         settings.autosave_idle_seconds = self.idle.value()
         settings.undo_memory_mb = self.undo_mb.value()
+        settings.render_on = "farm" if self.render_farm.isChecked() else "local"
+        settings.farm_address = self.farm_address.text().strip()
+        settings.farm_gpus = self.farm_gpus.value()
         settings.clamped()
 
 

@@ -14,6 +14,7 @@ from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QGuiApplication, Q
 from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QInputDialog, QLabel, QMainWindow, QMessageBox,
                                QPushButton, QToolBar, QWidget)
 
+from editor.ai.farm import FarmEngine, FarmLink, farm_engine_factory
 from editor.document import Document, Node
 from editor.headless import new_document
 from editor.io import DocumentFileError, RecoveryFile, discard_recovery, find_recovery, load_ora
@@ -21,6 +22,7 @@ from editor.io import DocumentFileError, RecoveryFile, discard_recovery, find_re
 from ..device import DeviceChoice, probe_device
 from ..settings import Settings, recovery_dir
 from .ai import AIHost
+from .ai.queue_panel import RenderQueuePanel
 from .autosave import AutosaveController
 from .canvas import CanvasView
 from .dialogs import CanvasSizeDialog, PreferencesDialog, RecoveryDialog
@@ -47,6 +49,8 @@ MIB = 1024 * 1024
 
 
 class MainWindow(QMainWindow):
+    _farm_notice = Signal(str)  # a render-farm notice (fall-back, lost worker), shown in the status bar
+
     def __init__(self, settings: Optional[Settings] = None, document: Optional[Document] = None,
                  select: Optional[Node] = None, open_window: Optional[Callable[[Document], "MainWindow"]] = None,
                  modified: bool = False) -> None:
@@ -70,6 +74,11 @@ class MainWindow(QMainWindow):
         self.tool_options = ToolOptionsPanel(self.session)
         self.layers_panel = LayersPanel(self.session, self.layer_actions)
         self.history_panel = HistoryPanel(self.session)
+        # The render farm (Edit ▸ Preferences ▸ Render on): connected on the first final render sent
+        # to it, never at start-up; its jobs are listed in the "Render queue" dock.
+        self.farm = FarmLink(self.settings.render_on, self.settings.farm_address,
+                             worker_gpus=self.settings.farm_gpus)
+        self.queue_panel = RenderQueuePanel(self.farm.queue)
         self.actions: dict[str, QAction] = {}
         self.tool_actions: dict[str, QAction] = {}
         self._last_marquee = "rect_select"
@@ -78,7 +87,11 @@ class MainWindow(QMainWindow):
         self._build_tool_bar()
         self._build_menus()
         self.ai = AIHost(self)  # AI dock, generation frame, engine (the AI core loads in the background)
+        self.ai.ready.connect(self._route_final_renders)
         self.status = StatusInfo(self.statusBar(), self.canvas, self.session)
+        self.status.watch_farm(self.farm)
+        self._farm_notice.connect(lambda text: self.show_message(text, 15000))
+        self.farm.notice.connect(self._farm_notice.emit)  # from the render thread: queued to this one
         self.compute_device: Optional[DeviceChoice] = None  # set once probed (see editor.device)
         self.device_probe = _DeviceProbe(self)
         self.device_probe.done.connect(self._on_device)
@@ -153,6 +166,17 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.tool_options_dock, self.layers_dock, self.history_dock], [300, 380, 180],
                          Qt.Orientation.Vertical)
         self.resizeDocks([self.layers_dock], [320], Qt.Orientation.Horizontal)
+        dock = QDockWidget("Render Queue", self)
+        dock.setObjectName("render_queue")
+        dock.setWidget(self.queue_panel)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.tabifyDockWidget(self.history_dock, dock)  # next to History: it matters only with a farm
+        self.history_dock.raise_()
+        dock.setVisible(self.farm.enabled)
+        self.queue_dock = dock
 
     def _build_tool_bar(self) -> None:
         bar = QToolBar("Tools", self)
@@ -240,7 +264,7 @@ class MainWindow(QMainWindow):
         v.addAction(a("zoom_fit", "&Fit to Window", self.canvas.fit_to_window, "Ctrl+0"))
         v.addAction(a("zoom_100", "&Actual Pixels (100 %)", lambda: self.canvas.set_zoom(1.0), "Ctrl+1"))
         v.addSeparator()
-        for dock in (self.tool_options_dock, self.layers_dock, self.history_dock):
+        for dock in (self.tool_options_dock, self.layers_dock, self.history_dock, self.queue_dock):
             v.addAction(dock.toggleViewAction())
 
         t = mb.addMenu("&Tools")
@@ -349,7 +373,28 @@ class MainWindow(QMainWindow):
         s = self.settings
         self.autosave.configure(s.autosave_minutes, s.autosave_idle_seconds)
         self.session.document.undo_stack.set_limits(memory_limit=s.undo_memory_mb * MIB)
+        was_on = self.farm.enabled
+        self.farm.configure(s.render_on, s.farm_address, s.farm_gpus)
+        if self.farm.enabled and not was_on:
+            self.queue_dock.show()
+        self._route_final_renders()
         self.save_settings()
+
+    def _route_final_renders(self) -> None:
+        """With a farm on, final renders and variations go through the farm adapter (FarmEngine:
+        the live preview's model stays local, and it renders here whenever the farm is off again).
+        AIController has no public hook for an engine wrapper yet, so its engine factory and the
+        engine it already built are wrapped here, once (idempotent: a controller that wraps its
+        factory itself, given the link, is left as it is)."""
+        c = self.ai.controller
+        if c is None or not self.farm.enabled or getattr(c, "_injected_engine", None) is not None:
+            return  # tests and custom set-ups inject their own engine: left alone
+        factory = c.__dict__.get("_engine_factory")
+        if factory is not None and getattr(factory, "farm_link", None) is None:
+            c._engine_factory = farm_engine_factory(self.farm, factory)
+        built = c.__dict__.get("_built_engine")
+        if built is not None and not isinstance(built, FarmEngine):
+            c._built_engine = FarmEngine(built, self.farm)  # the session adopts it on its next render
 
     # -------------------------------------------------------- documents/title
     def _on_document_changed(self, doc: Document) -> None:
@@ -490,6 +535,8 @@ class MainWindow(QMainWindow):
             return
         self.autosave.shutdown()  # a clean close leaves no recovery file behind
         self.ai.shutdown()
+        self.queue_panel.detach()
+        self.farm.close()  # stops this editor's farm workers and disconnects (nothing if never used)
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode("ascii")
         self.settings.window_state = bytes(self.saveState().toBase64()).decode("ascii")
         self.settings.stroke_smoothing = self.session.smoothing

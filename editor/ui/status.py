@@ -1,5 +1,6 @@
 """Status bar fields: zoom, cursor position in image pixels, canvas size,
-memory use (process RSS and undo history), compute device of the engine."""
+memory use (process RSS and undo history), compute device of the engine, and
+the render farm when final renders go to one (address, workers, GPUs, queue)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import math
 import os
 from typing import Optional
 
-from PySide6.QtCore import QObject, QPointF, QTimer
+from PySide6.QtCore import QObject, QPointF, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QStatusBar
+
+from editor.ai.farm import FarmLink, FarmStatus, status_text
 
 from .canvas import CanvasView
 from .session import EditorSession
@@ -43,6 +46,8 @@ def format_zoom(zoom: float) -> str:
 
 
 class StatusInfo(QObject):
+    farm_status = Signal(object)  # FarmStatus, emitted on the render thread, shown on the UI thread
+
     def __init__(self, bar: QStatusBar, canvas: CanvasView, session: EditorSession) -> None:
         super().__init__(bar)
         self.session = session
@@ -56,8 +61,12 @@ class StatusInfo(QObject):
         self.position_label.setMinimumWidth(110)
         self.memory_label.setToolTip("Memory used by the editor (undo history in brackets)")
         self.device_label.setToolTip("Compute device of the AI engine (being detected)")
-        for w in (self.position_label, self.size_label, self.zoom_label, self.memory_label, self.device_label):
+        self.farm_label = QLabel()
+        self.farm_label.hide()  # shown while final renders go to a farm
+        for w in (self.position_label, self.size_label, self.zoom_label, self.memory_label, self.device_label,
+                  self.farm_label):
             bar.addPermanentWidget(w)
+        self.farm_status.connect(self.set_farm)  # auto: direct on this thread, queued from others
         canvas.zoom_changed.connect(self.set_zoom)
         canvas.cursor_moved.connect(self.set_position)
         session.document_changed.connect(self._on_document)
@@ -98,3 +107,19 @@ class StatusInfo(QObject):
         self.device_label.setText(f"⚠ {label}" if warning else label)
         tip = "Compute device of the AI engine (setting \"device\": auto, cpu, cuda or mps; env CANVASAI_DEVICE)"
         self.device_label.setToolTip(f"{warning}\n\n{tip}" if warning else tip)
+
+    def watch_farm(self, link: FarmLink) -> None:
+        """Follow ``link``'s status (its reports come from the render thread: queued here)."""
+        link.status_changed.connect(self.farm_status.emit)
+        self.set_farm(link.status())
+
+    def set_farm(self, status: FarmStatus) -> None:
+        text = status_text(status)
+        self.farm_label.setText(text)
+        self.farm_label.setVisible(bool(text))
+        if status.state == "fallback":
+            tip = f"{status.message}\n\nFinal renders run on this machine until the farm answers again."
+        else:
+            tip = ("Final renders and variations go to this Ray cluster; the live preview stays here "
+                   "(Edit ▸ Preferences ▸ Render on)")
+        self.farm_label.setToolTip(tip)
