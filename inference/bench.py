@@ -379,6 +379,23 @@ def bench_house_lora(device, dtype, runs, warmup) -> CaseResult | None:
                       _percentile(figures["times"], 90), runs, note=note)
 
 
+def _flux_case(device: torch.device, dtype: torch.dtype, runs: int) -> Callable[..., CaseResult]:
+    """CaseResult maker handed to the FLUX cases (inference/bench_flux.py)."""
+    def make(name: str, size: int, steps: int, times: list[float], note: str) -> CaseResult:
+        return CaseResult(name, str(device), _dtype_name(dtype), f"{size}x{size}", steps, statistics.median(times),
+                          _percentile(times, 90), runs, note=note)
+    return make
+
+
+def bench_flux(kind: str, quick: bool, device: torch.device, dtype: torch.dtype, runs: int, warmup: int) -> CaseResult:
+    from .bench_flux import bench_flux_final, bench_flux_preview
+
+    # FLUX runs in bf16 on GPUs (fp16 overflows in its activations), whatever the SD cases use.
+    dtype = torch.bfloat16 if dtype == torch.float16 else dtype
+    case = bench_flux_preview if kind == "preview" else bench_flux_final
+    return case(quick, device, dtype, runs, warmup, time_call, _flux_case(device, dtype, runs), _build)
+
+
 def _add_ratio(result: CaseResult, reference_times: list[float]) -> None:
     result.diffusers_median_ms = statistics.median(reference_times)
     result.ratio_vs_diffusers = result.diffusers_median_ms / result.median_ms
@@ -408,6 +425,8 @@ def run_bench(device: str = "cpu", quick: bool = False, compare: str | None = No
         ("text-encode", lambda: bench_text_encode(torch_device, torch_dtype, runs, warmup, comparing)),
         ("house-preview", lambda: bench_house("preview", torch_device, torch.float32 if torch_device.type == "cpu" else torch_dtype, runs, warmup, comparing)),
         ("house-preview-lora", lambda: bench_house_lora(torch_device, torch.float32 if torch_device.type == "cpu" else torch_dtype, runs, warmup)),
+        ("flux-schnell-preview", lambda: bench_flux("preview", quick, torch_device, torch_dtype, runs, warmup)),
+        ("flux-dev-final", lambda: bench_flux("final", quick, torch_device, torch_dtype, runs, warmup)),
         ("house-full", lambda: bench_house("full", torch_device, torch.float32 if torch_device.type == "cpu" else torch_dtype, runs, warmup, comparing)),
     ]
     results, skipped = [], []

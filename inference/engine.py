@@ -193,6 +193,12 @@ class Engine:
                 from .flux.loader import load_flux_folder
 
                 return load_flux_folder(ref.path, device=self.device, dtype=ref.dtype)
+            from .flux.file_info import is_flux_transformer_file
+
+            if is_flux_transformer_file(ref.path):  # BFL .safetensors / .gguf + ae, clip_l, t5 beside it
+                from .flux.single_file import load_flux_single_file
+
+                return load_flux_single_file(ref.path, ae=ref.vae_path, device=self.device, dtype=ref.dtype)
             from .loader import load_model
 
             return load_model(ref.path, **kwargs)
@@ -207,6 +213,17 @@ class Engine:
         from .lora.apply import apply_loras, remove_loras
 
         pipeline = self.load(ref)
+        if request.reference_image is not None and getattr(pipeline, "variant", None) != "kontext":
+            # Only FLUX Kontext reads a reference image; the SD pipelines would silently ignore it.
+            from .errors import InvalidRequestError
+
+            raise InvalidRequestError(f"reference image given, but {ref.label} is not a FLUX Kontext model")
+        if type(pipeline).__module__.startswith(".".join((__package__, "flux"))) and (
+                request.init_latents is not None or request.structure_scale or request.structure_hold):
+            from .errors import InvalidRequestError
+
+            raise InvalidRequestError(f"{ref.label}: init latents and structure keeping are not supported for "
+                                      "FLUX yet; give an init image")
         # Merge the request's LoRAs, or put the base weights back exactly when it has none;
         # switching LoRAs or weights never reloads the model.
         lora_warnings: list[str] = []

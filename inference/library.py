@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import InferenceError
 
-MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft")
+MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft", ".gguf")
 # Sub-folders of a ComfyUI `models/` and an A1111 `models/` that hold what the engine can use.
 COMFY_FOLDERS = ("checkpoints", "loras", "vae", "unet", "diffusion_models")
 A1111_FOLDERS = ("Stable-diffusion", "Lora", "VAE")

@@ -426,7 +426,11 @@ def read_model_info(path: str | Path, prediction_type: str | None = None) -> Mod
         return _folder_info(path, prediction_type)
     if not path.exists():
         raise ModelFormatError(f"{path}: no such file")
+    from .flux.file_info import flux_file_info, is_flux_transformer_file
+
     try:
+        if is_flux_transformer_file(path):  # BFL .safetensors or .gguf: FLUX.1's own loader (inference/flux)
+            return flux_file_info(path)
         return _single_file_info(path, prediction_type)
     except OSError as exc:
         raise ModelFormatError(f"{path.name}: cannot read the file ({exc.strerror or exc})") from None

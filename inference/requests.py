@@ -86,6 +86,21 @@ class GenerationRequest:
     guidance_rescale: float = 0.0  # "rescaled CFG" for zero-terminal-SNR models (0.7 is typical)
     tcd_gamma: float = 0.3  # the tcd sampler's stochasticity (diffusers' eta): 0 deterministic, 1 most noise
     loras: tuple[LoraSpec, ...] = ()  # applied in order on top of the model; none: the base model
+    # img2img/inpaint: keep the init image's structure (inference/structure.py). For the first
+    # `structure_hold` share of the steps the whole latent stays on the init image's noise trajectory;
+    # on the others its low frequencies coarser than `structure_scale` latent cells come from the
+    # init image (ILVR; 0 = free). A refine of a preview uses them to add detail without moving the
+    # composition the user saw.
+    structure_scale: int = 0
+    structure_hold: float = 0.0
+    # FLUX Kontext: the image to edit (usually the canvas), uint8 (H, W, 3), any size; the model sees
+    # it as extra image tokens. Other models refuse a request that has one.
+    reference_image: np.ndarray | None = None
+    # img2img/inpaint: the init image as latents (float (C, H/8, W/8), the scaled latents a result's
+    # `latents` hold), used instead of encoding `init_image`. A refine of a preview starts from the
+    # preview's own latents: the VAE round trip of the preview's pixels is lossy, so encoding them
+    # would move the final away from what the user saw before the model runs a step.
+    init_latents: np.ndarray | None = None
 
     def mode(self, unet_in_channels: int = 4) -> str:
         if self.mask is not None:
@@ -167,5 +182,37 @@ def validate_request(request: GenerationRequest) -> None:
             if not _is_number(weight) or abs(weight) > MAX_LORA_WEIGHT:
                 raise InvalidRequestError(f"LoRA {Path(spec.path).name}: weight {weight!r} is outside "
                                           f"-{MAX_LORA_WEIGHT:g}…{MAX_LORA_WEIGHT:g}")
+    if not _is_int(request.structure_scale) or not 0 <= request.structure_scale <= 64:
+        raise InvalidRequestError(f"structure scale {request.structure_scale!r} must be a whole number between 0 and 64")
+    if not _is_number(request.structure_hold) or not 0.0 <= request.structure_hold <= 1.0:
+        raise InvalidRequestError(f"structure hold {request.structure_hold!r} must be between 0 and 1")
+    if (request.structure_scale or request.structure_hold) and request.init_image is None:
+        raise InvalidRequestError("keeping structure (structure scale/hold) needs an init image")
+    if request.init_latents is not None:
+        latents = request.init_latents
+        if request.init_image is None:
+            raise InvalidRequestError("init latents refine an init image: give both")
+        shape = (request.height // 8, request.width // 8)
+        if not isinstance(latents, np.ndarray) or latents.ndim != 3 or tuple(latents.shape[1:]) != shape \
+                or not 1 <= latents.shape[0] <= 64:
+            raise InvalidRequestError(f"init latents must be an array (C, {shape[0]}, {shape[1]}), got "
+                                      f"{getattr(latents, 'shape', type(latents).__name__)}")
+        if latents.dtype not in (np.float32, np.float64) or not np.isfinite(latents).all() \
+                or np.abs(latents).max() > 1e4:
+            raise InvalidRequestError("init latents must be finite float32/float64 values")
+    if request.reference_image is not None:
+        _check_reference(request.reference_image)
     if not _is_int(request.seed) or not 0 <= request.seed <= SEED_MAX:
         raise InvalidRequestError(f"seed {request.seed!r} must be a whole number between 0 and {SEED_MAX}")
+
+
+def _check_reference(reference: Any) -> None:
+    """A reference image must be uint8 (H, W, 3|4) (or a PIL image), each side 16…MAX_SIDE px."""
+    if not (hasattr(reference, "convert") and hasattr(reference, "size")):
+        array = np.asarray(reference) if isinstance(reference, np.ndarray) else None
+        if array is None or array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (3, 4):
+            shape = f"{array.dtype} {array.shape}" if array is not None else type(reference).__name__
+            raise InvalidRequestError(f"reference image must be uint8 (H, W, 3), got {shape}")
+    height, width = as_rgb_array(reference).shape[:2]
+    if not (16 <= width <= MAX_SIDE and 16 <= height <= MAX_SIDE):
+        raise InvalidRequestError(f"reference image is {width}x{height}: each side must be between 16 and {MAX_SIDE}")

@@ -46,6 +46,9 @@ class FluxModel:
     dtype: torch.dtype
     device: torch.device
     report: dict = field(default_factory=dict)
+    # "base" / "fill" / "kontext" when the loader knows it (single files: Kontext only by file
+    # name); None: the pipeline decides from the folder (model_index.json) and the config.
+    variant: str | None = None
 
     @property
     def guidance_embed(self) -> bool:
@@ -161,29 +164,12 @@ def load_flux_folder(root: str | Path, *, device: str | torch.device = "cpu",
 def load_bfl_transformer(path: str | Path, *, device: str | torch.device = "cpu",
                          dtype: torch.dtype | None = None, axes_dim: tuple[int, ...] | None = None,
                          report: dict | None = None) -> FluxTransformer:
-    """A BFL single-file transformer (`flux1-dev.safetensors`, or an all-in-one file whose
-    transformer keys start with `model.diffusion_model.`): our module paths are its keys, so
-    loading is a prefix strip; the config comes from the tensor shapes."""
-    from ..formats.safetensors_file import read_header
-    from .config import flux_config_from_shapes
-    from .convert import BFL_PREFIXES, strip_bfl_prefix
+    """A FLUX.1 transformer file: BFL `.safetensors` (`flux1-dev.safetensors`, fp8 ones, or an
+    all-in-one file whose transformer keys start with `model.diffusion_model.`) or a `.gguf`.
+    Our module paths are BFL's keys, so loading is a prefix strip; the config comes from the
+    tensor shapes; fp8/GGUF matrices stay compressed (`weights.load_transformer_file`)."""
+    from .weights import load_transformer_file
 
-    path, device = Path(path), torch.device(device)
-    dtype = dtype or default_dtype(device)
-    header = read_header(path)
-    prefixed = any(key.startswith(BFL_PREFIXES) for key in header.tensors)
-
-    def rename(key: str) -> str | None:
-        # In an all-in-one file only the prefixed keys are the transformer's (vae., text_encoders.…).
-        if prefixed and not key.startswith(BFL_PREFIXES):
-            return None
-        return strip_bfl_prefix(key)
-
-    shapes = {rename(k): tuple(t.shape) for k, t in header.tensors.items() if rename(k) is not None}
-    try:
-        config = flux_config_from_shapes(shapes, axes_dim)
-    except ValueError as exc:
-        raise UnsupportedModelError(f"{path.name}: {exc}") from None
-    state = dict(iter_tensors(path, device=device, dtype=dtype, rename=rename))
-    model = materialise(lambda: FluxTransformer(config), state, "transformer", report if report is not None else {})
-    return model.to(device)
+    device = torch.device(device)
+    return load_transformer_file(path, device=device, dtype=dtype or default_dtype(device), axes_dim=axes_dim,
+                                 report=report)

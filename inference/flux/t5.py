@@ -18,6 +18,11 @@ from torch import nn
 from .config import T5Config
 
 
+def _weight_dtype(layer) -> torch.dtype:
+    """The dtype a layer computes in, without decoding a compressed (fp8/GGUF) weight to read it."""
+    return getattr(layer, "compute_dtype", None) or layer.weight.dtype
+
+
 class T5LayerNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -102,7 +107,7 @@ class T5DenseGatedActDense(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.act(self.wi_0(x)) * self.wi_1(x)
-        return self.wo(h.to(self.wo.weight.dtype))
+        return self.wo(h.to(_weight_dtype(self.wo)))
 
 
 class T5DenseActDense(nn.Module):
@@ -113,7 +118,7 @@ class T5DenseActDense(nn.Module):
         self.wo = nn.Linear(c.d_ff, c.d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.wo(self.act(self.wi(x)).to(self.wo.weight.dtype))
+        return self.wo(self.act(self.wi(x)).to(_weight_dtype(self.wo)))
 
 
 class T5LayerFF(nn.Module):

@@ -186,7 +186,8 @@ class FluxTransformer(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.img_in.weight.dtype
+        # A compressed img_in (fp8/GGUF, `quant.CompressedLinear`) names its compute dtype.
+        return getattr(self.img_in, "compute_dtype", None) or self.img_in.weight.dtype
 
     def conditioning_vector(self, timesteps: torch.Tensor, y: torch.Tensor,
                             guidance: torch.Tensor | None) -> torch.Tensor:

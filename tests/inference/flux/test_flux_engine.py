@@ -30,6 +30,15 @@ def test_flux_folder_facts_and_engine_render(schnell):
     image = engine.generate(ref, request).image
     direct = FluxPipeline(load_flux_folder(schnell)).generate(request).image
     assert image.shape == (64, 64, 3) and np.array_equal(image, direct)
+    # The SD pipeline's latent refine (init latents, structure keeping) is not in the FLUX pipeline:
+    # refused in one line rather than silently ignored.
+    from inference.errors import InvalidRequestError
+
+    init = dict(prompt="a red boat", width=64, height=64, steps=2, seed=3, guidance=0.0, init_image=image,
+                strength=0.5)
+    for extra in ({"structure_scale": 2}, {"init_latents": np.zeros((16, 8, 8), np.float32)}):
+        with pytest.raises(InvalidRequestError, match="not supported for FLUX yet"):
+            engine.generate(ref, GenerationRequest(**init, **extra))
 
 
 def test_cli_renders_a_flux_folder_with_its_preset(schnell, tmp_path, capsys):
