@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from .defaults import (DEFAULT_GUIDANCE, DEFAULT_IMG2IMG_STRENGTH, DEFAULT_SAMPLER, DEFAULT_STEPS, MAX_GUIDANCE,
                        MAX_SIDE, MAX_STEPS, SEED_MAX)
+# The model library (the LoRAs of the editor's model folders) and the speed-LoRA presets (Live's
+# "FINAL + speed LoRA" preview models), both torch-free.
+from .library import LibraryEntry, ModelLibrary, default_cache_path
+from .lora.speed import SpeedPreset, recognise_speed_lora
 from .model_info import ModelInfo, Preset, read_model_info
 
 # Image-editing helpers the editor shares with the CLI: one outpaint pre-fill / soft-seam and one
@@ -23,7 +27,8 @@ from .seams import seam_correct
 __all__ = [
     "DEFAULT_GUIDANCE", "DEFAULT_IMG2IMG_STRENGTH", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "MAX_GUIDANCE", "MAX_SIDE",
     "MAX_STEPS", "OUTPAINT_STRENGTH", "SAMPLERS", "SEED_MAX", "SPACINGS",
-    "GenerationRequest", "GenerationResult", "LoraSpec", "Mode", "ModelInfo", "Preset", "SamplerInfo",
+    "GenerationRequest", "GenerationResult", "LibraryEntry", "LoraSpec", "Mode", "ModelInfo", "ModelLibrary",
+    "Preset", "SamplerInfo", "SpeedPreset", "default_cache_path", "recognise_speed_lora",
     "as_mask_array", "as_rgb_array", "check_sampler", "extend_canvas", "fill_empty", "outpaint_request", "read_model_info",
     "sampler_for_scheduler_class", "seam_change_map", "seam_correct", "validate_request",
 ]

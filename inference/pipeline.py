@@ -18,6 +18,7 @@ from .api import GenerationRequest, GenerationResult, validate_request  # noqa: 
 from .conditioning import Conditioning, PromptCache, build_conditioning, guidance_embedding
 from .errors import InvalidRequestError
 from .guards import check_finite
+from .structure import applies, keep_structure
 from .api import as_mask_array, as_rgb_array
 from .images import mask_to_tensor, rgb_to_tensor, soft_paste_back, tensor_to_rgb
 from .loader import DiffusionModel
@@ -123,6 +124,13 @@ class Pipeline:
         image_latents = mask_latent = change_latent = None
         original = None
 
+        given_latents = None
+        if request.init_latents is not None:
+            given_latents = torch.from_numpy(np.asarray(request.init_latents, np.float32))[None].to(device)
+            if tuple(given_latents.shape) != latent_shape:
+                raise InvalidRequestError(f"init latents have shape {tuple(request.init_latents.shape)}; "
+                                          f"{model.name} needs {latent_shape[1:]}")
+
         def draw_noise() -> torch.Tensor:
             return torch.randn(latent_shape, generator=generator, dtype=torch.float32).to(device)
 
@@ -138,14 +146,17 @@ class Pipeline:
                 noise = draw_noise()
                 x = schedule.initial_latents(noise)
             elif mode == "img2img":
-                image_latents = _posterior_sample(model, image, generator)
+                image_latents = given_latents if given_latents is not None else _posterior_sample(
+                    model, image, generator)
                 noise = draw_noise()
                 x = schedule.noised_latents(image_latents, noise)
             else:
                 mask_array = as_mask_array(request.mask)
                 mask = mask_to_tensor(mask_array, device, torch.float32)
                 full_strength = strength >= 1.0
-                if unet_in == 4 or not full_strength or request.change_map is not None:
+                if given_latents is not None:
+                    image_latents = given_latents
+                elif unet_in == 4 or not full_strength or request.change_map is not None:
                     image_latents = _posterior_sample(model, image, generator)
                 noise = draw_noise()
                 x = schedule.initial_latents(noise) if full_strength else schedule.noised_latents(image_latents, noise)
@@ -164,6 +175,11 @@ class Pipeline:
         denoiser = make_denoiser(unet_fn, model.prediction_type, schedule)
         total = schedule.num_steps
 
+        # ILVR needs the init image's latents on the same noise trajectory (img2img/inpaint only).
+        structure = (request.structure_scale > 0 or request.structure_hold > 0) and mode in ("img2img", "inpaint")
+        if structure and image_latents is None:
+            image_latents = _posterior_sample(model, image, generator)
+
         def on_step(i: int, x_new: torch.Tensor, denoised: torch.Tensor):
             replacement = None
             if mode == "inpaint" and (unet_in == 4 or change_latent is not None):
@@ -178,6 +194,11 @@ class Pipeline:
                     # fewer than c·total steps are left.
                     free = (change_latent > 1 - (i + 1) / total).to(x_new.dtype)
                 replacement = (1 - free) * known + free * x_new
+            scale = 1 if applies(i, total, request.structure_hold) else request.structure_scale
+            if structure and scale:
+                reference = (schedule.noised_latents(image_latents, noise, i + 1) if i + 1 < total
+                             else schedule.from_diffusers(image_latents, total))
+                replacement = keep_structure(x_new if replacement is None else replacement, reference, scale)
             if progress is not None:
                 progress(i + 1, total, denoised)
             return replacement

@@ -158,7 +158,8 @@ def run_case(engine, entries, case: Case) -> tuple[Coherence, dict]:
                           preview_model=preview_entry.id, final_model=final_entry.id)
     ai = AISession(doc, request, post=pump.post, engine_for=lambda _ids: (engine, ""),
                    preview_settings=lambda _m: (preview_entry.steps or catalog.DEFAULT_PREVIEW_STEPS,
-                                                preview_entry.guidance))
+                                                preview_entry.guidance),
+                   partial_denoise=lambda _m: preview_entry.partial_denoise)
     try:
         ai.set_frame(frame)
         ai.poll()
@@ -173,6 +174,7 @@ def run_case(engine, entries, case: Case) -> tuple[Coherence, dict]:
         if job is None or not ai.refining:
             raise AssertionError("Generate did not refine the preview")
         strength = job.plan.strength
+        shown = ai.live.last_frame
         pump.until(lambda: ai.final_job is None)
         final_s = time.perf_counter() - started
         final = ai.staging.current
@@ -182,7 +184,9 @@ def run_case(engine, entries, case: Case) -> tuple[Coherence, dict]:
             raise AssertionError(f"final {final.rect} and preview {preview.rect} differ in place")
         area = covered(final)
         result = compare(on_canvas(preview, doc)[area], on_canvas(final, doc)[area])
-        return result, {"strength": strength, "guidance": job.plan.request.guidance, "final_s": round(final_s, 3)}
+        return result, {"strength": strength, "guidance": job.plan.request.guidance, "final_s": round(final_s, 3),
+                        "preview_by": "final" if shown.plan.model_id == final_entry.id else "preview",
+                        "preview_s": round(shown.compute_time, 4)}
     finally:
         ai.close_service()
 
@@ -201,6 +205,8 @@ def summarise(rows: list[dict]) -> dict:
             "sharpness_final": round(float(np.mean([r["sharpness_final"] for r in items])), 1),
             "sharper_final_share": round(float(np.mean([r["sharpness_final"] > r["sharpness_preview"]
                                                         for r in items])), 3),
+            "preview_s_median": round(float(np.median([r.get("preview_s", 0.0) for r in items])), 4),
+            "preview_by_final": int(sum(r.get("preview_by") == "final" for r in items)),
         }
 
     out = {mode: agg([r for r in rows if r["mode"] == mode]) for mode in MODES if any(r["mode"] == mode for r in rows)}
@@ -209,18 +215,29 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+TUNABLES = ("REFINE_STRENGTH", "REFINE_GUIDANCE", "REFINE_HOLD", "REFINE_STRUCTURE_SCALE", "PARTIAL_PREVIEW_STEPS")
+
+
 def measure(per_mode: int, strength: Optional[float] = None, threads: int = 2,
-            guidance: Optional[float] = None) -> dict:
-    """Run the cases; ``strength``/``guidance`` override the refine's (None: the editor's default)."""
+            guidance: Optional[float] = None, **overrides) -> dict:
+    """Run the cases; ``strength``/``guidance`` override the refine's (None: the editor's default), as
+    do ``overrides`` (session constants by lower-case name: hold=, structure_scale=, partial_preview_steps=)."""
     import torch
 
     torch.set_num_threads(threads)
-    default = session_module.REFINE_STRENGTH
-    default_guidance = session_module.REFINE_GUIDANCE
+    saved = {name: getattr(session_module, name) for name in TUNABLES}
+    default = saved["REFINE_STRENGTH"]
     if strength is not None:
         session_module.REFINE_STRENGTH = float(strength)
     if guidance is not None:
         session_module.REFINE_GUIDANCE = float(guidance)
+    for key, value in overrides.items():
+        name = {"hold": "REFINE_HOLD", "structure_scale": "REFINE_STRUCTURE_SCALE"}.get(key, key.upper())
+        if name not in TUNABLES:
+            raise ValueError(f"unknown setting {key!r}")
+        if value is not None:
+            setattr(session_module, name, value)
+    settings = {name.lower(): getattr(session_module, name) for name in TUNABLES}
     started = time.perf_counter()
     try:
         engine, entries = house_engine()
@@ -232,10 +249,10 @@ def measure(per_mode: int, strength: Optional[float] = None, threads: int = 2,
                          **extra})
         used_guidance = rows[0]["guidance"] if rows else None
     finally:
-        session_module.REFINE_STRENGTH = default
-        session_module.REFINE_GUIDANCE = default_guidance
-    return {"refine_strength": session_module.REFINE_STRENGTH if strength is None else float(strength),
-            "refine_guidance": used_guidance, "default_strength": default, "summary": summarise(rows), "cases": rows,
+        for name, value in saved.items():
+            setattr(session_module, name, value)
+    return {"refine_strength": settings["refine_strength"], "refine_guidance": used_guidance,
+            "default_strength": default, "settings": settings, "summary": summarise(rows), "cases": rows,
             "runtime_s": round(time.perf_counter() - started, 1)}
 
 
@@ -245,14 +262,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--cases", type=int, default=6, help="cases per mode (default 6: 24 in all)")
     parser.add_argument("--strength", type=float, nargs="*", help="refine strengths to sweep (default: the editor's)")
     parser.add_argument("--guidance", type=float, nargs="*", help="refine guidances to sweep (default: the editor's)")
+    parser.add_argument("--hold", type=float, nargs="*", help="refine hold shares to sweep (default: the editor's)")
+    parser.add_argument("--structure-scale", type=int, nargs="*", help="refine ILVR scales to sweep")
+    parser.add_argument("--partial-steps", type=int, help="steps of the final model's canvas-start live frames")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    runs = [measure(args.cases, s, args.threads, g) for g in (args.guidance or [None])
-            for s in (args.strength or [None])]
+    runs = [measure(args.cases, s, args.threads, g, hold=h, structure_scale=k, partial_preview_steps=args.partial_steps)
+            for g in (args.guidance or [None]) for s in (args.strength or [None]) for h in (args.hold or [None])
+            for k in (args.structure_scale or [None])]
     for run in runs:
-        print(f"refine strength {run['refine_strength']} guidance {run['refine_guidance']} ({run['runtime_s']} s)",
-              flush=True)
+        print(f"refine {run['settings']} ({run['runtime_s']} s)", flush=True)
         for mode, v in run["summary"].items():
             if isinstance(v, dict):
                 print(f"  {mode:9s} n={v['cases']:2d} ssim={v['ssim']:.3f} (min {v['ssim_min']:.3f}) "

@@ -184,6 +184,13 @@ class ModelEntry:
     problem: str = ""
     description: str = ""  # "Stable Diffusion 1.x checkpoint · 2.1 GB" once inspected
     unet_path: Optional[Path] = None  # a UNet-only file (Lightning, Hyper-SD…) run on `path`'s VAE and encoders
+    speed_lora: Optional[Path] = None  # "FINAL + speed LoRA": the LoRA Live adds to `path` (see SPEED_PREFIX)
+    sampler: Optional[str] = None  # the speed LoRA's sampler and spacing (None: the request's)
+    spacing: Optional[str] = None
+    # False: as a preview model, its frames that start from the canvas (img2img, expand) are not
+    # worth refining, so the final model renders those at a few steps (house.json "partial_denoise":
+    # the house student's one-step img2img frames are blotches, docs/coherence.md).
+    partial_denoise: bool = True
 
     @property
     def available(self) -> bool:
@@ -229,9 +236,82 @@ def _resolve_unet_pair(model_id: str) -> ModelEntry:
                       problem, unet_path=unet)
 
 
+# "speedlora:<LoRA file>|<base model id>": the base model with a known speed LoRA (LCM-LoRA,
+# Hyper-SD, Lightning, DMD2 - inference.api.recognise_speed_lora) as a live-preview model. It runs on
+# the base's engine entry (engine_model_id), so the checkpoint is in memory once for Live and Generate.
+SPEED_PREFIX = "speedlora:"
+
+
+def speed_model_id(lora_path: str | Path, base_id: str) -> str:
+    return f"{SPEED_PREFIX}{lora_path}|{base_id}"
+
+
+def split_speed_id(model_id: str) -> tuple[str, str]:
+    """(LoRA path, base id) of a speed pair; ("", model_id) for any other id."""
+    if not model_id.startswith(SPEED_PREFIX):
+        return "", model_id
+    lora, _, base = model_id[len(SPEED_PREFIX):].partition("|")
+    return lora, base
+
+
+def engine_model_id(model_id: str) -> str:
+    """The id the engine knows a model by: a speed pair's base, any other id itself."""
+    lora, base = split_speed_id(model_id)
+    return engine_model_id(base) if lora else model_id
+
+
+def _resolve_speed_pair(model_id: str) -> ModelEntry:
+    lora_text, base_id = split_speed_id(model_id)
+    from inference.api import recognise_speed_lora  # torch-free
+
+    base, lora = resolve(base_id), Path(lora_text).expanduser()
+    preset = recognise_speed_lora(lora)
+    problem = base.problem
+    if not lora.is_file():
+        problem = f"The speed LoRA {lora} does not exist (moved or deleted?)."
+    elif preset is None:
+        problem = f"{lora.name} is not a speed LoRA this editor knows."
+    steps, guidance = (preset.steps, preset.guidance) if preset else (None, None)
+    return ModelEntry(model_id, f"{base.label} + {lora.stem}", base.path, base.native_resolution, steps, guidance,
+                      problem, preset.source if preset else "", base.unet_path, lora,
+                      preset.sampler if preset else None, preset.timestep_spacing if preset else None)
+
+
+_FAMILIES: dict[tuple, str] = {}
+
+
+def model_family(model_id: str) -> str:
+    """"sd1", "sdxl"… of a model (headers only, remembered per file version); "" when unknown."""
+    entry = resolve(engine_model_id(model_id))
+    if entry.problem:
+        return ""
+    try:
+        key = (str(entry.path), entry.path.stat().st_mtime_ns)
+    except OSError:
+        return ""
+    if key not in _FAMILIES:
+        try:
+            _FAMILIES[key] = inspect_model_file(entry.path).family
+        except ModelRefused:
+            _FAMILIES[key] = ""
+    return _FAMILIES[key]
+
+
+def speed_entries(final_id: str, lora_library) -> list[ModelEntry]:
+    """Preview models "FINAL + speed LoRA" for every known speed LoRA of the final model's family
+    in ``lora_library`` (an :class:`editor.ai.loras.LoraLibrary`)."""
+    family = model_family(final_id) if final_id.strip() else ""
+    if not family or lora_library is None:
+        return []
+    base_id = engine_model_id(final_id)
+    return [resolve(speed_model_id(entry.path, base_id)) for entry, _preset in lora_library.speed_loras(family)]
+
+
 def resolve(model_id: str) -> ModelEntry:
     """The entry for a settings string (never raises; a bad one has a ``problem``)."""
     model_id = model_id.strip()
+    if model_id.startswith(SPEED_PREFIX):
+        return _resolve_speed_pair(model_id)
     if model_id.startswith(UNET_PREFIX):
         return _resolve_unet_pair(model_id)
     if model_id in HOUSE_FOLDERS:
@@ -243,7 +323,8 @@ def resolve(model_id: str) -> ModelEntry:
                        "Install it, or pick another model with “Add model…”.")
         return ModelEntry(model_id, HOUSE_LABELS[model_id], folder,
                           _number(notes.get("native_resolution"), int) or HOUSE_NATIVE,
-                          _number(notes.get("steps"), int), _number(notes.get("guidance"), float), problem)
+                          _number(notes.get("steps"), int), _number(notes.get("guidance"), float), problem,
+                          partial_denoise=notes.get("partial_denoise", True) is not False)
     path = Path(model_id).expanduser()
     label = path.stem if path.suffix.lower() in CHECKPOINT_SUFFIXES else path.name
     notes = _notes(path) if path.is_dir() else {}
@@ -256,7 +337,8 @@ def resolve(model_id: str) -> ModelEntry:
     else:
         problem = ""
     return ModelEntry(model_id, label or model_id, path, _number(notes.get("native_resolution"), int),
-                      _number(notes.get("steps"), int), _number(notes.get("guidance"), float), problem)
+                      _number(notes.get("steps"), int), _number(notes.get("guidance"), float), problem,
+                      partial_denoise=notes.get("partial_denoise", True) is not False)
 
 
 def inspected_entry(path: str) -> ModelEntry:
@@ -311,11 +393,14 @@ def discover(folders: Iterable[str]) -> list[str]:
     return found
 
 
-def catalog(settings) -> list[ModelEntry]:
-    """What the pickers list: the house models, the settings' choices, then the model folders."""
+def catalog(settings, lora_library=None) -> list[ModelEntry]:
+    """What the pickers list: the house models, the settings' choices, the model folders, then
+    the final model with each speed LoRA of its family found in ``lora_library``."""
     ids = [HOUSE_PREVIEW, HOUSE_FULL, settings.preview_model, settings.final_model]
     ids += discover(settings.model_folders)
-    return [resolve(model_id) for model_id in dict.fromkeys(i for i in ids if i.strip())]
+    entries = [resolve(model_id) for model_id in dict.fromkeys(i for i in ids if i.strip())]
+    known = {entry.id for entry in entries}
+    return entries + [e for e in speed_entries(settings.final_model, lora_library) if e.id not in known]
 
 
 def engine_specs(entries: Iterable[ModelEntry], resident: Iterable[str] = ()) -> dict:

@@ -46,6 +46,23 @@ class Engine(Protocol):
 
     def preview_image(self, model_id: str, latents) -> Optional[np.ndarray]: ...
 
+    # Optional: a key naming the model's latent space (models with equal keys read each other's
+    # latents); engines without it, or returning None, make refines start from pixels.
+    def latent_space(self, model_id: str) -> Optional[str]: ...
+
+
+def shares_latents(engine: object, model_a: str, model_b: str) -> bool:
+    """Whether ``model_b`` reads the latents ``model_a`` makes (an engine without ``latent_space``,
+    or a model whose headers can't be read, says no: refines then start from pixels)."""
+    latent_space = getattr(engine, "latent_space", None)
+    if latent_space is None:
+        return False
+    try:
+        key = latent_space(model_a)
+        return key is not None and key == latent_space(model_b)
+    except Exception:  # noqa: BLE001
+        return False
+
 
 # --------------------------------------------------------------------------- torch
 @dataclass(frozen=True)
@@ -144,10 +161,29 @@ class TorchEngine:
                  should_stop: Optional[ShouldStop] = None) -> GenerationResult:
         ref = self._ref(model_id)
         try:
-            return self.engine.generate(ref, request, progress=progress, should_stop=should_stop)
+            # The result keeps its latents (a few kB): a final render refines a live preview from
+            # them rather than from its pixels, whose VAE round trip is lossy (issue 20).
+            result = self.engine.generate(ref, request, progress=progress, should_stop=should_stop,
+                                          return_latents=True)
         except OutOfMemoryError as exc:
             # The facade names the model by its file; the user knows it by its label.
             raise OutOfMemoryError(str(exc).replace(ref.label, self.model_label(model_id))) from None
+        latents = getattr(result.latents, "ndim", 0) == 4 and result.latents.shape[0] == 1
+        result.latents = result.latents[0].float().cpu().numpy() if latents else None
+        return result
+
+    def latent_space(self, model_id: str) -> Optional[str]:
+        """Models with the same key read each other's latents (same family, latent channels and
+        normalisation, same VAE file if one is configured); None: never share (FLUX, unreadable)."""
+        spec = self._spec(model_id)
+        try:
+            info = self.engine.info(self._ref(model_id))
+        except InferenceError:
+            return None
+        if not info.family or info.family.startswith("flux") or not info.latent_channels:
+            return None
+        return "|".join(str(part) for part in (info.family, info.latent_channels, info.latent_scaling_factor,
+                                               info.latents_mean, info.latents_std, spec.vae_path or ""))
 
     def preview_image(self, model_id: str, latents) -> Optional[np.ndarray]:
         return self.engine.preview_image(self._ref(model_id), latents)
@@ -222,6 +258,9 @@ class FakeEngine:
 
     def model_label(self, model_id: str) -> str:
         return self.labels.get(model_id, f"fake-{model_id}")
+
+    def latent_space(self, model_id: str) -> Optional[str]:
+        return None  # fake images have no latents
 
     def ensure_loaded(self, model_id: str) -> None:
         if model_id in self.load_errors:

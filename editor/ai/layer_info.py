@@ -4,6 +4,8 @@ properties line can show. Qt-free."""
 
 from __future__ import annotations
 
+import json
+
 # The generator attribute of layers this editor generated (request.py writes it; kept here so the
 # layers panel can read layer metadata without importing the AI core).
 GENERATOR = "canvasai"
@@ -32,7 +34,22 @@ def generation_lines(attributes: dict[str, str]) -> list[str]:
     lines.append(f"{mode}{strength_text} · model {a.get('model', '?')}")
     x, y, w, h = (a.get("frame", "?,?,?,?").split(",") + ["?"] * 4)[:4]
     lines.append(f"Frame {w}×{h} at {x}, {y}")
+    loras = lora_text(a.get("loras", ""))
+    if loras:
+        lines.append(f"LoRAs: {loras}")
     return lines
+
+
+def lora_text(stored: str) -> str:
+    """"detail 0.8, ink style 1" from the ``loras`` attribute (editor.ai.loras.encode_loras; read
+    here with json alone so the layers panel needs no AI import); "" for none or a damaged one."""
+    try:
+        rows = json.loads(stored) if stored else []
+    except ValueError:
+        return ""
+    parts = [f"{row.get('name') or row.get('path')} {float(row.get('weight', 1)):g}"
+             for row in rows if isinstance(row, dict) and isinstance(row.get("weight", 1), (int, float))]
+    return ", ".join(parts) if isinstance(rows, list) else ""
 
 
 def generation_summary(attributes: dict[str, str]) -> str:

@@ -20,6 +20,7 @@ is emitted on the service's worker thread.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -32,6 +33,20 @@ from .service import GenerationService, Job
 
 STARTED, QUEUED, UNCHANGED = "started", "queued", "unchanged"
 FPS_WINDOW_S = 3.0  # fps is measured over the frames of the last few seconds
+
+
+@dataclass(frozen=True)
+class PartialPreview:
+    """Who renders the live frames that start from the canvas (img2img, expand: strength < 1) when
+    the preview model cannot: a one-step student distilled only from pure noise (the house
+    preview) turns a half-noised canvas into blotches that no final render can stay coherent with.
+    Those frames come from the final model at a few steps instead (a 3D viewport's "same renderer,
+    fewer samples"), with the final's LoRAs, sampler and guidance, so the final refines a picture
+    from its own distribution."""
+
+    steps: int  # sampling steps that actually run (the request's steps are scaled by 1/strength)
+    model_id: Optional[str] = None  # None: the request's final model
+    guidance: Optional[float] = None  # None: the request's
 
 
 @dataclass
@@ -103,6 +118,7 @@ class LivePreview:
         self.steps = steps  # overrides the request's steps for previews (few-step models)
         self.strength = strength  # overrides the request's strength for previews
         self.guidance: Optional[float] = None  # the preview model's own (a distilled model runs without CFG)
+        self.partial: Optional[PartialPreview] = None  # renders strength < 1 frames, if the preview model can't
         self.frame_ready = Signal("frame_ready")  # (LiveFrame), worker thread
         self.frame_failed = Signal("frame_failed")  # (Job), worker thread
         self.stats = LiveStats()
@@ -135,6 +151,13 @@ class LivePreview:
         """The inputs changed (or may have): plan them and schedule a render.
         Returns "started", "queued" or "unchanged"."""
         plan = self.service.plan(document, self.preview_request(request), model_id=self.model_id)
+        partial = self.partial
+        if partial is not None and plan.source is not None and plan.strength < 1.0:
+            # The engine runs int(steps × strength) of the requested steps: ask for enough.
+            steps = math.ceil(partial.steps / plan.strength - 1e-9)
+            guidance = request.guidance if partial.guidance is None else partial.guidance
+            final = self.preview_request(request).replace(quality="final", steps=steps, guidance=guidance)
+            plan = self.service.plan(document, final, model_id=partial.model_id or request.final_model)
         return self.submit_plan(plan, request)
 
     def submit_plan(self, plan: GenerationPlan, request: Optional[EditRequest] = None) -> str:

@@ -22,6 +22,8 @@ from inference.api import GenerationRequest, seam_change_map, seam_correct
 
 from .frame import Fit, GenerationFrame, ResolutionMap
 from .inpaint import InpaintSettings, colour_match, compose, layer_rgba, model_mask, plan_inpaint
+from .loras import ATTRIBUTE as LORA_ATTRIBUTE
+from .loras import LoraItem, decode_loras, encode_loras, lora_specs
 from .modes import EditMode, detect_mode_in_document
 from .outpaint import Prefill, expand_crop, flatten_for_model, plan_outpaint
 
@@ -36,7 +38,7 @@ OUTPAINT_STRENGTH_LATENT_BLENDING = OUTPAINT_ENGINE_STRENGTH
 # in the "canvasai" XML namespace, so these appear as canvasai:prompt etc.
 from .layer_info import GENERATOR  # noqa: E402 - "canvasai"
 ATTRIBUTE_KEYS = ("generator", "prompt", "negative", "seed", "model", "mode", "strength", "frame", "sampler",
-                  "steps", "guidance")
+                  "steps", "guidance")  # always written; "loras" (LORA_ATTRIBUTE) only when some were on
 
 
 def random_seed(rng: Optional[random.Random] = None) -> int:
@@ -66,6 +68,12 @@ class EditRequest:
     prefill: Prefill = "telea"  # what the model sees in empty areas
     seam: int = 8  # outpaint: px of existing content regenerated at the join
     inpaint: InpaintSettings = field(default_factory=InpaintSettings)
+    loras: tuple[LoraItem, ...] = ()  # the user's list (editor.ai.loras); the enabled ones run on the final
+    # What the live preview runs besides its model (editor.ai.loras.preview_recipe): the user's LoRAs
+    # when they fit the preview model, a speed LoRA's own LoRA, sampler and spacing.
+    preview_loras: tuple[LoraItem, ...] = ()
+    preview_sampler: Optional[str] = None  # None: ``sampler``
+    preview_spacing: Optional[str] = None
 
     @property
     def model_id(self) -> str:
@@ -133,6 +141,9 @@ class GeneratedImage:
     mode: EditMode
     canvas_size: tuple[int, int]
     preview: bool = False  # an intermediate step, not a finished image
+    # The engine's latents (C, h/8, w/8 at model size) when it returned them: a final render
+    # refines a live frame from these rather than re-encoding its pixels (lossy).
+    latents: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     @property
     def rect(self) -> Rect:
@@ -162,17 +173,28 @@ def steps_for(steps: int, strength: float, has_init: bool) -> int:
     return steps
 
 
+def engine_recipe(request: EditRequest) -> tuple[tuple, str, Optional[str]]:
+    """(LoRA specs, sampler, spacing) the engine runs ``request`` with: a live preview takes the
+    preview's LoRAs and, for a speed LoRA, its sampler; everything else the user's."""
+    if request.quality == "preview":
+        if request.preview_sampler:
+            return lora_specs(request.preview_loras), request.preview_sampler, request.preview_spacing
+        return lora_specs(request.preview_loras), request.sampler, request.timestep_spacing
+    return lora_specs(request.loras), request.sampler, request.timestep_spacing
+
+
 def _engine_requests(request: EditRequest, seeds: list[int], rmap: ResolutionMap, init: Optional[np.ndarray],
                      mask: Optional[np.ndarray], strength: float,
                      change_map: Optional[np.ndarray] = None) -> list[GenerationRequest]:
     steps = steps_for(request.steps, strength, init is not None)
+    loras, sampler, spacing = engine_recipe(request)
     return [
         GenerationRequest(
             prompt=request.prompt, negative_prompt=request.negative_prompt, seed=seed, steps=steps,
-            sampler=request.sampler, timestep_spacing=request.timestep_spacing, guidance=float(request.guidance),
+            sampler=sampler, timestep_spacing=spacing, guidance=float(request.guidance),
             width=rmap.model_width, height=rmap.model_height, init_image=init, strength=strength, mask=mask,
             paste_back=False,  # we compose ourselves (colour match, blend band, alpha)
-            change_map=change_map,
+            change_map=change_map, loras=loras,
         )
         for seed in seeds
     ]
@@ -194,7 +216,7 @@ def _finish_plan(request: EditRequest, mode: EditMode, model_id: str, crop: Rect
     key = _hash_inputs(
         mode.value, model_id, crop, rmap, strength, seeds, refined, request.prompt, request.negative_prompt,
         request.steps, request.guidance, request.sampler, request.timestep_spacing, request.inpaint,
-        request.prefill, request.seam, original, source if refined else None, denoise,
+        request.prefill, request.seam, original, source if refined else None, denoise, engine_recipe(request),
     )
     return GenerationPlan(
         request=request, mode=mode, label="Refine" if refined else mode.label, model_id=model_id, crop=crop,
@@ -258,27 +280,46 @@ def build_plan(document, request: EditRequest, native_resolution: int, *,
 
 def refine_plan(plan: GenerationPlan, preview: GeneratedImage, native_resolution: int, *, model_id: str,
                 strength: float = 0.5, request: Optional[EditRequest] = None,
-                seeds: Optional[list[int]] = None) -> GenerationPlan:
+                seeds: Optional[list[int]] = None, latents: bool = False,
+                structure_scale: int = 0, structure_hold: float = 0.0) -> GenerationPlan:
     """A final render that refines a preview: img2img (inpaint keeps its mask)
     from the preview as it looks on the canvas, with the preview's seed, so the
     final stays coherent with what the user saw. ``request`` gives the final's
     settings (steps, guidance, sampler...) when they differ from the preview's;
-    ``seeds`` (default: the preview's) makes several refinements of one preview."""
+    ``seeds`` (default: the preview's) makes several refinements of one preview.
+    ``latents`` (the final model reads the preview model's latents): start from
+    the preview's latents, holding them for the first ``structure_hold`` share of
+    the steps and keeping their structure coarser than ``structure_scale`` latent
+    cells on the others (issue 20)."""
     base = plan.source if plan.source is not None else plan.original[..., :3]
     alpha = preview.rgba[..., 3].astype(np.float32) / 255.0
     on_canvas = compose(base, preview.rgba[..., :3], alpha)
     strength = min(max(float(strength), 0.01), 1.0)
     request = (request or plan.request).replace(frame=plan.request.frame)
-    return _finish_plan(request, plan.mode, model_id, plan.crop, plan.canvas_size, plan.original, on_canvas,
-                        plan.denoise, plan.weights, plan.ring, native_resolution, strength,
-                        list(seeds) if seeds else [preview.seed], refined=True)
+    refined = _finish_plan(request, plan.mode, model_id, plan.crop, plan.canvas_size, plan.original, on_canvas,
+                           plan.denoise, plan.weights, plan.ring, native_resolution, strength,
+                           list(seeds) if seeds else [preview.seed], refined=True)
+    if latents and preview.latents is not None:
+        refined.engine_requests = [_from_latents(r, preview.latents, structure_scale, structure_hold)
+                                   for r in refined.engine_requests]
+    return refined
+
+
+def _from_latents(request: GenerationRequest, latents: np.ndarray, structure_scale: int,
+                  structure_hold: float) -> GenerationRequest:
+    """The refine starts from the preview's own latents (when they fit this request's size) and keeps
+    the preview's structure (inference/structure.py: hold, then ILVR at ``structure_scale``)."""
+    if latents.ndim != 3 or tuple(latents.shape[1:]) != (request.height // 8, request.width // 8):
+        return request  # planned at another size: start from the pixels
+    return dataclasses.replace(request, init_latents=np.asarray(latents, np.float32), structure_scale=structure_scale,
+                               structure_hold=structure_hold)
 
 
 # --------------------------------------------------------------------------- results
 def generation_attributes(plan: GenerationPlan, seed: int, model_name: str) -> dict[str, str]:
     """Layer metadata of a result (str -> str, as layer attributes require)."""
     request, frame = plan.request, plan.request.frame
-    return {
+    attributes = {
         "generator": GENERATOR,
         "prompt": request.prompt,
         "negative": request.negative_prompt,
@@ -291,6 +332,10 @@ def generation_attributes(plan: GenerationPlan, seed: int, model_name: str) -> d
         "steps": str(int(request.steps)),
         "guidance": f"{request.guidance:.3g}",
     }
+    loras = encode_loras(request.loras) if request.quality == "final" else ""
+    if loras:
+        attributes[LORA_ATTRIBUTE] = loras
+    return attributes
 
 
 def request_from_attributes(attributes: dict[str, str], base: Optional[EditRequest] = None) -> EditRequest:
@@ -304,6 +349,7 @@ def request_from_attributes(attributes: dict[str, str], base: Optional[EditReque
         seed=int(attributes.get("seed", 0)), seed_locked=True, mode=EditMode(attributes["mode"]),
         strength=float(attributes.get("strength", 1.0)), sampler=attributes.get("sampler", base.sampler),
         steps=int(attributes.get("steps", base.steps)), guidance=float(attributes.get("guidance", base.guidance)),
+        loras=decode_loras(attributes.get(LORA_ATTRIBUTE, "")),  # as stored: the caller finds moved files
     )
 
 

@@ -35,8 +35,10 @@ from typing import Callable, Optional
 from editor.document.geometry import Rect
 from editor.document.signals import Signal
 
+from .catalog import engine_model_id
+from .engine import shares_latents
 from .frame import GRID, GenerationFrame, snap_down
-from .live import LiveFrame, LivePreview
+from .live import LiveFrame, LivePreview, PartialPreview
 from .modes import ModeDecision, detect_mode
 from .request import EditRequest, GeneratedImage, refine_plan, request_from_attributes
 from .results import Staging
@@ -45,13 +47,20 @@ from .service import GenerationService, Job, JobProgress
 log = logging.getLogger(__name__)
 
 DEFAULT_FRAME_SIDE = 512
-# Generate with Live on: img2img from the preview at this strength. Measured (scripts/measure_coherence.py,
-# docs/coherence.md, 24 cases, house v6): preview->final SSIM at 1/4 is 0.60 at 0.5, 0.67 at 0.2, 0.70 at 0.1;
-# no strength reaches the 0.8 target outside txt2img, so 0.5 is kept until the models close the gap.
-REFINE_STRENGTH = 0.5
-# The refine's CFG; None: the request's (the final model's). CFG 0 measured about +0.05 SSIM at a given
-# strength but drops the guidance the final model is for, so the default keeps the final's.
-REFINE_GUIDANCE: Optional[float] = None
+# Generate with Live on refines the frame on screen (issue 20, docs/coherence.md, measured with
+# scripts/measure_coherence.py on 24 cases): img2img from the frame's own latents at REFINE_STRENGTH
+# (pixels would go through the lossy VAE round trip first); for the first REFINE_HOLD share of those
+# steps the latent stays on the frame's noise trajectory, after that only its structure coarser than
+# REFINE_STRUCTURE_SCALE latent cells does (ILVR), so the final model adds detail without moving the
+# composition or adding objects.
+REFINE_STRENGTH = 0.3
+REFINE_HOLD = 0.75
+REFINE_STRUCTURE_SCALE = 2
+# The refine's CFG; None: the request's (the final model's).
+REFINE_GUIDANCE: Optional[float] = 1.5
+# Live frames that start from the canvas, when the preview model can't render them usefully
+# (catalog.ModelEntry.partial_denoise): the final model at this many steps (see live.PartialPreview).
+PARTIAL_PREVIEW_STEPS = 6
 PREVIEW_INTERVAL_S = 0.1  # intermediate previews of a final render: at most 10 per second
 LIVE_AUTO_MAX_S = 0.75  # Live starts on when one preview frame takes at most this long
 SEED_LIMIT = 2**32  # seeds are 32-bit (inference.api.SEED_MAX + 1)
@@ -94,6 +103,7 @@ class AISession:
     def __init__(self, document, request: EditRequest, *, post: Post,
                  engine_for: Callable[[tuple[str, ...]], tuple[object, str]],
                  preview_settings: Callable[[str], tuple[Optional[int], Optional[float]]] = lambda _m: (None, None),
+                 partial_denoise: Callable[[str], bool] = lambda _m: True,
                  rng: Optional[random.Random] = None) -> None:
         self.document = document
         self.request = request
@@ -120,6 +130,7 @@ class AISession:
         self._post = post
         self._engine_for = engine_for
         self._preview_settings = preview_settings
+        self._partial_denoise = partial_denoise
         self._rng = rng or random.Random()
         self._links: list[tuple[Signal, Callable]] = []
 
@@ -242,7 +253,8 @@ class AISession:
         r = self.current_request()
         digest = hashlib.blake2b(digest_size=16)
         digest.update(repr((r.frame, r.prompt, r.negative_prompt, r.seed, r.steps, r.guidance, r.strength,
-                            r.sampler, r.preview_model, self.document.width, self.document.height)).encode())
+                            r.sampler, r.preview_model, r.loras, r.preview_loras, r.preview_sampler,
+                            self.document.width, self.document.height)).encode())
         digest.update(rgba.tobytes())
         if selection is not None:
             digest.update(selection.tobytes())
@@ -281,9 +293,13 @@ class AISession:
         if self.live is None:
             return
         steps, guidance = self._preview_settings(self.request.preview_model)
-        self.live.model_id = self.request.preview_model
+        # "FINAL + speed LoRA" runs on the final model's engine entry (one checkpoint in memory):
+        # its LoRA and sampler come with the request (EditRequest.preview_loras).
+        self.live.model_id = engine_model_id(self.request.preview_model)
         self.live.steps = steps
         self.live.guidance = guidance
+        partial = self._partial_denoise(self.request.preview_model)
+        self.live.partial = None if partial else PartialPreview(PARTIAL_PREVIEW_STEPS)
 
     def preview_model_changed(self) -> None:
         if self.live is not None:
@@ -384,6 +400,7 @@ class AISession:
         shown, wanted = frame.request, self.current_request()
         return (shown.frame == wanted.frame and shown.prompt == wanted.prompt
                 and shown.negative_prompt == wanted.negative_prompt and shown.seed == wanted.seed
+                and shown.loras == wanted.loras
                 and frame.image.canvas_size == (self.document.width, self.document.height))
 
     # ----------------------------------------------------------------- final
@@ -449,7 +466,9 @@ class AISession:
                                         variations=self.request.variations)
         native = self.service.native_resolution(final_id)
         plan = refine_plan(frame.plan, frame.image, native, model_id=final_id, strength=REFINE_STRENGTH,
-                           request=request, seeds=request.seeds())
+                           request=request, seeds=request.seeds(),
+                           latents=shares_latents(self.engine, frame.plan.model_id, engine_model_id(final_id)),
+                           structure_scale=REFINE_STRUCTURE_SCALE, structure_hold=REFINE_HOLD)
         return self.service.submit(plan)
 
     def cancel(self) -> bool:

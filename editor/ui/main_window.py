@@ -14,7 +14,7 @@ from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QGuiApplication, Q
 from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QInputDialog, QLabel, QMainWindow, QMessageBox,
                                QPushButton, QToolBar, QWidget)
 
-from editor.ai.farm import FarmEngine, FarmLink, farm_engine_factory
+from editor.ai.farm import FarmLink
 from editor.document import Document, Node
 from editor.headless import new_document
 from editor.io import DocumentFileError, RecoveryFile, discard_recovery, find_recovery, load_ora
@@ -87,7 +87,6 @@ class MainWindow(QMainWindow):
         self._build_tool_bar()
         self._build_menus()
         self.ai = AIHost(self)  # AI dock, generation frame, engine (the AI core loads in the background)
-        self.ai.ready.connect(self._route_final_renders)
         self.status = StatusInfo(self.statusBar(), self.canvas, self.session)
         self.status.watch_farm(self.farm)
         self._farm_notice.connect(lambda text: self.show_message(text, 15000))
@@ -377,24 +376,7 @@ class MainWindow(QMainWindow):
         self.farm.configure(s.render_on, s.farm_address, s.farm_gpus)
         if self.farm.enabled and not was_on:
             self.queue_dock.show()
-        self._route_final_renders()
         self.save_settings()
-
-    def _route_final_renders(self) -> None:
-        """With a farm on, final renders and variations go through the farm adapter (FarmEngine:
-        the live preview's model stays local, and it renders here whenever the farm is off again).
-        AIController has no public hook for an engine wrapper yet, so its engine factory and the
-        engine it already built are wrapped here, once (idempotent: a controller that wraps its
-        factory itself, given the link, is left as it is)."""
-        c = self.ai.controller
-        if c is None or not self.farm.enabled or getattr(c, "_injected_engine", None) is not None:
-            return  # tests and custom set-ups inject their own engine: left alone
-        factory = c.__dict__.get("_engine_factory")
-        if factory is not None and getattr(factory, "farm_link", None) is None:
-            c._engine_factory = farm_engine_factory(self.farm, factory)
-        built = c.__dict__.get("_built_engine")
-        if built is not None and not isinstance(built, FarmEngine):
-            c._built_engine = FarmEngine(built, self.farm)  # the session adopts it on its next render
 
     # -------------------------------------------------------- documents/title
     def _on_document_changed(self, doc: Document) -> None:

@@ -160,6 +160,10 @@ def export_checkpoint(ckpt: str | Path, out: str | Path = "assets/house", vae_fr
     preview_unet = m["preview"] if m["preview"] is not None else m["unet"]
     preview = write_folder(out / "preview", preview_unet, m["vae"], m["text"], configs.PREVIEW_SCHEDULER,
                            {**notes, "steps": configs.PREVIEW_STEPS, "guidance": configs.PREVIEW_GUIDANCE,
-                            "distilled": m["preview"] is not None})
+                            "distilled": m["preview"] is not None,
+                            # The student's one-step img2img/expand frames are blotches the final can't
+                            # refine coherently (docs/coherence.md): the editor renders those frames with
+                            # the full model. Re-measure (scripts/measure_coherence.py) before flipping.
+                            "partial_denoise": m["preview"] is None})
     sizes = {p.name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in (full, preview)}
     return {"folders": [str(full), str(preview)], "bytes": sizes, "total_mb": round(sum(sizes.values()) / 2**20, 2)}

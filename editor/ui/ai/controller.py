@@ -22,11 +22,12 @@ from typing import Callable, Optional
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from editor.ai import catalog
+from editor.ai import loras as lora_list
 from editor.ai.frame import GenerationFrame
 from editor.ai.request import EditRequest
 from editor.ai.session import AISession
 from editor.document import Document, Rect
-from inference.api import DEFAULT_GUIDANCE, DEFAULT_STEPS, SEED_MAX
+from inference.api import DEFAULT_GUIDANCE, DEFAULT_STEPS, SEED_MAX, default_cache_path
 
 from .relay import CoreRelay
 
@@ -56,18 +57,24 @@ class AIController(QObject):
     staging_changed = Signal()
     request_changed = Signal()  # the request changed from here (new seed, model defaults, loaded settings)
     models_changed = Signal()
+    loras_changed = Signal()  # LoRAs added, removed or restored (weights and switches: request_changed)
 
     def __init__(self, session, settings, *, engine=None, device: str = "cpu",
-                 engine_factory: Optional[EngineFactory] = None, parent: Optional[QObject] = None) -> None:
+                 engine_factory: Optional[EngineFactory] = None, farm=None, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self.session = session  # the window's EditorSession (document, active layer)
         self.settings = settings
         self.device = device
         self._injected_engine = engine  # tests / custom set-ups: used as is, no catalog checks
         self._engine_factory = engine_factory or _torch_engine
+        if farm is not None:  # issue 21: final renders and variations on the render farm when it is on
+            from editor.ai.farm import farm_engine_factory
+
+            self._engine_factory = farm_engine_factory(farm, self._engine_factory)
         self._built_engine = None
         self.relay = CoreRelay(self)
         self.entries: dict[str, catalog.ModelEntry] = {}
+        self.lora_library = lora_list.LoraLibrary()
         self.reload_models()
         final = self.entries.get(settings.final_model)
         rng = random.Random()
@@ -78,12 +85,13 @@ class AIController(QObject):
             preview_model=settings.preview_model, final_model=settings.final_model,
         )
         self.ai = AISession(session.document, request, post=self.relay.post, engine_for=self._engine_for,
-                            preview_settings=self._preview_settings, rng=rng)
+                            preview_settings=self._preview_settings, partial_denoise=self._partial_denoise, rng=rng)
         for name in ("frame_changed", "mode_changed", "overlay_changed", "progress_changed", "progress_preview",
                      "message", "busy_changed", "live_changed", "live_stats_changed", "staging_changed",
                      "request_changed"):
             getattr(self.ai, name).connect(getattr(self, name).emit)
         self.ai.frame_changed.connect(self.inputs_changed)
+        self._sync_preview_loras()
 
         self._poll = QTimer(self)
         self._poll.setSingleShot(True)
@@ -143,7 +151,10 @@ class AIController(QObject):
     # --------------------------------------------------------------- models
     def reload_models(self) -> None:
         known = {k: e for k, e in self.entries.items() if e.description}  # inspected ones keep their facts
-        self.entries = {entry.id: known.get(entry.id, entry) for entry in catalog.catalog(self.settings)}
+        # The LoRAs of the model folders (cached scan): the LoRA picker and the speed-LoRA previews.
+        self.lora_library = lora_list.LoraLibrary.scan(self.settings.model_folders, default_cache_path())
+        found = catalog.catalog(self.settings, self.lora_library)
+        self.entries = {entry.id: known.get(entry.id, entry) for entry in found}
         self.models_changed.emit()
 
     def entry(self, model_id: str) -> catalog.ModelEntry:
@@ -157,6 +168,9 @@ class AIController(QObject):
     def _preview_settings(self, model_id: str) -> tuple[Optional[int], Optional[float]]:
         entry = self.entries.get(model_id) or self.entry(model_id)
         return entry.steps or catalog.DEFAULT_PREVIEW_STEPS, entry.guidance
+
+    def _partial_denoise(self, model_id: str) -> bool:
+        return (self.entries.get(model_id) or self.entry(model_id)).partial_denoise
 
     def set_models(self, preview: Optional[str] = None, final: Optional[str] = None) -> None:
         """Choose the preview and/or final model (ids as in the settings, which keep them).
@@ -180,12 +194,15 @@ class AIController(QObject):
                 changes["guidance"] = entry.guidance
         if not changes:
             return
+        if "final_model" in changes:
+            self._follow_final(preview, changes)
         known = set(self.entries)
         problems = [self.entry(m).problem for m in (preview, final) if m is not None]
         if set(self.entries) != known:
             self.models_changed.emit()
         self.ai.update_request(**changes)
         self.request_changed.emit()
+        self._sync_preview_loras()
         if "preview_model" in changes:
             self.ai.preview_model_changed()
         if self._injected_engine is None:
@@ -246,8 +263,10 @@ class AIController(QObject):
         request = self.ai.request if "ai" in self.__dict__ else None
         preview_id = request.preview_model if request else self.settings.preview_model
         final_id = request.final_model if request else self.settings.final_model
-        wanted = [self.entry(i) for i in dict.fromkeys((preview_id, final_id, *model_ids))]
-        specs = catalog.engine_specs(wanted, resident=[preview_id])
+        # A speed-LoRA preview runs on its base model's entry: one checkpoint in memory, kept resident.
+        ids = [catalog.engine_model_id(i) for i in (preview_id, final_id, *model_ids)]
+        wanted = [self.entry(i) for i in dict.fromkeys(ids)]
+        specs = catalog.engine_specs(wanted, resident=[catalog.engine_model_id(preview_id)])
         if self._built_engine is None:
             self._built_engine = self._engine_factory(specs, self.device)
         else:
@@ -300,12 +319,13 @@ class AIController(QObject):
         self.ai.discard()
 
     def load_layer_settings(self, layer) -> bool:
-        """"Use these settings": the prompt, seed, steps… and frame of a generated layer."""
+        """"Use these settings": the prompt, seed, steps…, LoRAs and frame of a generated layer."""
         try:
             self.ai.load_settings(layer.attributes)
         except (ValueError, KeyError) as exc:
             self.ai.say(f"“{layer.name}” holds no usable generation settings ({exc})", "warning")
             return False
+        self._restore_loras()
         self.inputs_changed()
         return True
 
@@ -316,7 +336,65 @@ class AIController(QObject):
         except (ValueError, KeyError) as exc:
             self.ai.say(f"“{layer.name}” holds no usable generation settings ({exc})", "warning")
             return None
+        self._restore_loras()
         return self.ai.regenerate(layer.attributes.get("mode"))
+
+    # ---------------------------------------------------------------- LoRAs
+    def lora_choices(self) -> list:
+        """The library's LoRAs for the final model's family (all when its family is unknown)."""
+        return self.lora_library.loras(catalog.model_family(self.ai.request.final_model))
+
+    def lora_trigger_words(self, path: str) -> list[str]:
+        return self.lora_library.trigger_words(path)
+
+    def add_lora(self, path: str) -> None:
+        self._set_loras(lora_list.add_item(self.ai.request.loras, self.lora_library.item(path)), listed=True)
+
+    def set_lora(self, index: int, *, weight: Optional[float] = None, enabled: Optional[bool] = None) -> None:
+        self._set_loras(lora_list.change_item(self.ai.request.loras, index, weight=weight, enabled=enabled))
+
+    def remove_lora(self, index: int) -> None:
+        self._set_loras(lora_list.remove_item(self.ai.request.loras, index), listed=True)
+
+    def _set_loras(self, items: tuple, *, listed: bool = False) -> None:
+        self.ai.update_request(loras=items)
+        self._sync_preview_loras()
+        if listed:
+            self.loras_changed.emit()
+        self.inputs_changed()
+
+    def _restore_loras(self) -> None:
+        """After loading a layer's settings: its LoRAs as files found now; a missing one is named."""
+        items, missing = lora_list.restore_loras(self.ai.request.loras, self.lora_library)
+        self.ai.update_request(loras=items)
+        self._sync_preview_loras()
+        self.loras_changed.emit()
+        if missing:
+            self.ai.say(lora_list.missing_notice(missing), "warning")
+
+    def _sync_preview_loras(self) -> None:
+        """What Live adds to its model (editor.ai.loras.preview_recipe), after a LoRA or model change."""
+        request = self.ai.request
+        speed = self.entry(request.preview_model)
+        family = catalog.model_family(request.final_model)
+        same = bool(family) and catalog.model_family(request.preview_model) == family
+        recipe = lora_list.preview_recipe(request.loras, same_family=same,
+                                          speed_lora=str(speed.speed_lora) if speed.speed_lora else None,
+                                          sampler=speed.sampler, spacing=speed.spacing)
+        self.ai.update_request(preview_loras=recipe.loras, preview_sampler=recipe.sampler,
+                               preview_spacing=recipe.spacing)
+
+    def _follow_final(self, preview: Optional[str], changes: dict) -> None:
+        """A new final model: re-read the speed-LoRA offers (they are per family) and move a
+        "FINAL + speed LoRA" preview onto the new final when one fits it."""
+        self.reload_models()
+        current = changes.get("preview_model", self.ai.request.preview_model)
+        if preview is None and catalog.split_speed_id(current)[0]:
+            final_id = catalog.engine_model_id(changes["final_model"])
+            offers = [e.id for e in self.entries.values()
+                      if e.speed_lora is not None and catalog.split_speed_id(e.id)[1] == final_id]
+            if offers and current not in offers:
+                self.settings.preview_model = changes["preview_model"] = offers[0]
 
     # the relay's target for a live frame (kept for tests that replay a queued frame)
     def _on_live_frame(self, frame) -> None:

@@ -185,7 +185,7 @@ class AIHost(QObject):
         from .controller import AIController
 
         self.controller = c = AIController(self.window.session, self.window.settings, engine=engine,
-                                           device=device, parent=self)
+                                           device=device, farm=getattr(self.window, "farm", None), parent=self)
         self.unavailable_reason = ""
         c.overlay_changed.connect(self.canvas.update)
         c.message.connect(self._on_message)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from inference.api import SAMPLERS as ENGINE_SAMPLERS
 from inference.api import SEED_MAX
 
+from .lora_panel import LoraPanel
 from .overlay import qimage_from_rgba
 
 SAMPLERS = tuple((name, info.display_name) for name, info in ENGINE_SAMPLERS.items())
@@ -124,6 +125,7 @@ class AIPanel(QWidget):
         menu.addAction("Checkpoint file (.safetensors)…", self._add_checkpoint)
         menu.addAction("Diffusers folder…", self._add_folder)
         self.add_model.setMenu(menu)
+        self.lora_panel = LoraPanel()
 
         self.live = QCheckBox("Live preview")
         self.live.setToolTip("Redraw the frame with the fast model as you paint, select or type. "
@@ -224,6 +226,7 @@ class AIPanel(QWidget):
         form.addRow("Final", self.final_model)
         form.addRow("", self.add_model)
         root.addWidget(models)
+        root.addWidget(self.lora_panel)
 
         live_row = QHBoxLayout()
         live_row.addWidget(self.live)
@@ -319,6 +322,8 @@ class AIPanel(QWidget):
         self.results.currentRowChanged.connect(self._on_result_row)
         self.accept_button.clicked.connect(lambda: c.accept())
         self.discard_button.clicked.connect(lambda: c.discard())
+        self.lora_panel.bind(c)
+        self.lora_panel.trigger_clicked.connect(self.insert_prompt_word)
 
         c.mode_changed.connect(lambda _d: self._show_mode())
         c.frame_changed.connect(self._show_mode)
@@ -381,6 +386,20 @@ class AIPanel(QWidget):
             combo.blockSignals(True)
             combo.setCurrentIndex(index)
             combo.blockSignals(False)
+
+    def insert_prompt_word(self, word: str) -> None:
+        """A LoRA's trigger word, at the prompt's cursor, set off by commas (the edit reaches the request
+        through textChanged)."""
+        cursor = self.prompt.textCursor()
+        text, at = self.prompt.toPlainText(), cursor.position()
+        before, after = text[:at].rstrip(), text[at:].lstrip()
+        insert = (", " if before and not before.endswith(",") else (" " if before else "")) + word
+        insert += ", " if after and not after.startswith(",") else ""
+        cursor.setPosition(len(before))
+        cursor.setPosition(len(text) - len(after), cursor.MoveMode.KeepAnchor)
+        cursor.insertText(insert)
+        self.prompt.setTextCursor(cursor)
+        self.prompt.setFocus()
 
     # ------------------------------------------------------------ updates
     def _show_mode(self) -> None:

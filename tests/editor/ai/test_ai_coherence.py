@@ -124,23 +124,28 @@ def test_default_path_refines_the_preview_in_every_mode(default_path):
     assert report["refine_strength"] == report["default_strength"]
     assert [r["mode"] for r in report["cases"]] == ["txt2img", "img2img", "inpaint", "outpaint"]
     assert all(r["strength"] == report["default_strength"] for r in report["cases"] if r["mode"] != "txt2img")
+    # The house student can't render frames that start from the canvas usefully (house.json
+    # partial_denoise: false): img2img and expand frames come from the full model at a few steps.
+    assert [r["preview_by"] for r in report["cases"]] == ["preview", "final", "preview", "final"]
 
 
 def test_default_path_coherence_does_not_regress(default_path):
-    # Floors under today's figures on these 4 cases (docs/coherence.md: SSIM 0.68 / 0.58 / 0.68 / 0.34,
-    # 0.57 overall, 2 new blobs): a final that ignores the preview (a fresh generation) falls far below.
+    # Floors under today's figures on these 4 cases (SSIM 0.95 / 0.97 / 0.94 / 0.93, 0.95 overall,
+    # 1 new blob; before the latent refine: 0.68 / 0.58 / 0.68 / 0.34, 0.57, 2 blobs): a final that
+    # ignores the preview (a fresh generation, ~0.23) or refines it from pixels falls far below.
     _measure, report = default_path
     summary = report["summary"]
-    assert summary["overall"]["ssim"] >= 0.5, summary["overall"]
+    assert summary["overall"]["ssim"] >= 0.88, summary["overall"]
     for mode in ("txt2img", "img2img", "inpaint", "outpaint"):
-        assert summary[mode]["ssim"] >= 0.3, (mode, summary[mode])
-    assert summary["overall"]["new_blobs_total"] <= 2, summary["overall"]
-    assert summary["overall"]["delta_e"] <= 20.0, summary["overall"]
+        assert summary[mode]["ssim"] >= 0.8, (mode, summary[mode])
+    assert summary["overall"]["new_blobs_total"] <= 1, summary["overall"]
+    assert summary["overall"]["delta_e"] <= 8.0, summary["overall"]
     assert summary["overall"]["delta_e"] > 0.5  # the final is not just the preview again
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 target not met by any refine strength/guidance with the v6 "
-                                       "house models (docs/coherence.md); strict: passing means flip it on")
+@pytest.mark.xfail(strict=True, reason="issue 20: SSIM >= 0.8 holds in every mode, but the full model still "
+                                       "reshapes an object in about 1 case in 24 (docs/coherence.md); strict: "
+                                       "passing means flip it on")
 def test_default_path_meets_the_issue_20_target(default_path):
     measure, report = default_path
     summary = report["summary"]

@@ -15,6 +15,7 @@ from editor.ai.frame import GenerationFrame
 from editor.ai.live import LiveMeter, LiveStats
 from editor.ai.request import EditRequest
 from editor.ai.service import JobProgress
+from editor.ai import session as session_module
 from editor.ai.session import AISession, progress_text
 from editor.document import Document, Rect
 
@@ -195,8 +196,35 @@ def test_generate_refines_the_current_preview_with_its_seed_and_the_final_steps(
     h.settle()
     model, request = h.engine.calls[-1]
     assert model == "final" and request.seed == 5 and request.init_image is not None
-    assert request.steps == 20 and request.strength == pytest.approx(0.5)
+    assert request.steps == 20 and request.strength == pytest.approx(session_module.REFINE_STRENGTH) == 0.3
+    assert request.guidance == session_module.REFINE_GUIDANCE == 1.5
     assert np.array_equal(request.init_image, h.ai.live.last_frame.image.rgba[..., :3])
+    # The fake engine has no latents (latent_space None): the refine starts from the pixels, unheld.
+    assert request.init_latents is None and request.structure_scale == 0 and request.structure_hold == 0
+
+
+def test_generate_refines_from_the_frames_latents_when_the_models_share_them():
+    class LatentEngine(FakeEngine):
+        def generate(self, model_id, request, progress=None, should_stop=None):
+            result = super().generate(model_id, request, progress, should_stop)
+            result.latents = np.full((4, request.height // 8, request.width // 8), 0.5, np.float32)
+            return result
+
+        def latent_space(self, model_id):
+            return {"preview": "sd", "final": "sd", "other": "sdxl"}[model_id]
+
+    h = Harness(LatentEngine(native_resolution=64), steps=20)
+    live_on(h)
+    h.ai.generate()
+    h.settle()
+    model, request = h.engine.calls[-1]
+    assert model == "final" and request.init_latents is not None and float(request.init_latents.mean()) == 0.5
+    assert request.structure_scale == session_module.REFINE_STRUCTURE_SCALE == 2
+    assert request.structure_hold == session_module.REFINE_HOLD == 0.75
+    from editor.ai.engine import shares_latents
+
+    assert shares_latents(h.engine, "preview", "final") and not shares_latents(h.engine, "preview", "other")
+    assert not shares_latents(FakeEngine(), "preview", "final")
 
 
 def test_generate_while_the_preview_renders_waits_for_it_then_refines_it():

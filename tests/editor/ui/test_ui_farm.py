@@ -144,21 +144,20 @@ def test_queue_panel_lists_jobs_and_cancel_stops_one(qtbot):
     panel.detach()
 
 
-def test_window_routes_final_renders_through_the_farm_once_it_is_set(window):
+def test_the_ai_controller_renders_through_the_windows_farm_link(window):
+    from editor.ui.ai.controller import AIController
+
     local = SimpleNamespace(models={})
-    controller = SimpleNamespace(_injected_engine=None, _engine_factory=lambda specs, device: local,
-                                 _built_engine=local, shutdown=lambda: None)
-    window.ai.controller = controller  # stands in for the AI controller (its engine and factory)
+    controller = AIController(window.session, window.settings, engine_factory=lambda specs, device: local,
+                              farm=window.farm)
     try:
-        window._route_final_renders()
-        assert controller._built_engine is local  # rendering here: the engine is left alone
+        made = controller._engine_factory({}, "cpu")
+        # Always the adapter: it renders here while the farm is off and asks the link on every call,
+        # so switching "Render on" applies to the next render without rebuilding the engine.
+        assert isinstance(made, FarmEngine) and made.local is local and made.link is window.farm
+        assert not window.farm.enabled
         window.settings.render_on, window.settings.farm_address = "farm", "127.0.0.1:6379"
         window.apply_settings()
-        built = controller._built_engine
-        assert isinstance(built, FarmEngine) and built.local is local and built.link is window.farm
-        made = controller._engine_factory({}, "cpu")
-        assert isinstance(made, FarmEngine) and made.local is local
-        window.apply_settings()  # applied again: wrapped once only
-        assert controller._built_engine is built and controller._engine_factory({}, "cpu").local is local
+        assert window.farm.enabled and made.link.enabled
     finally:
-        window.ai.controller = None
+        controller.deleteLater()
