@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from editor.ai import FakeEngine
+from editor.ai.session import REFINE_STRENGTH
 from editor.document import Rect
 from inference.errors import ModelFormatError
 
@@ -330,7 +331,7 @@ def test_generate_with_live_refines_the_preview_with_its_seed(ai_env, qtbot):
     wait_final(qtbot, c)
     model_id, request = engine.calls[-1]
     assert model_id == "house:full" and request.seed == 77 and request.init_image is not None
-    assert request.strength == pytest.approx(0.5)
+    assert request.strength == pytest.approx(REFINE_STRENGTH)  # the session's refine (docs/coherence.md)
     assert c.staging.count == 1 and c.overlay_image()[0] is c.staging.current
     n_calls = len(engine.calls)
     c.discard()  # live resumes; same inputs: nothing new to render
