@@ -292,6 +292,7 @@ def _generate_on_farm(args, request, model_path: Path, out: Path) -> int:
     unreachable farm or a lost last worker renders here, with a one-line note."""
     from types import SimpleNamespace
 
+    import torch
     from PIL import Image, PngImagePlugin
     from tqdm import tqdm
 
@@ -299,10 +300,13 @@ def _generate_on_farm(args, request, model_path: Path, out: Path) -> int:
     from .farm.jobs import FarmJob, ModelSpec, Notice, Progress
     from .outputs import write_atomically
 
-    if args.vae or args.unet:
-        raise InferenceError("--vae and --unet are not supported with --farm yet")
     spec = ModelSpec.for_path(str(model_path), dtype=args.dtype, prediction_type=args.prediction_type)
-    job = FarmJob(request, spec, preview_every_s=None)
+    # --vae / --unet files travel like the model: by SHA-256, shipped once, .safetensors only.
+    vae = ModelSpec.for_path(str(args.vae)) if args.vae else None
+    unet = ModelSpec.for_path(str(args.unet)) if args.unet else None
+    # The worker renders with this process's torch thread count, so the PNG equals a local one bit for bit.
+    job = FarmJob(request, spec, preview_every_s=None, vae=vae, unet=unet,
+                  threads=torch.get_num_threads())
     interrupted = {"flag": False}
     bars: list = []
 
@@ -345,6 +349,13 @@ def _inspect(args) -> int:
         from .lora.formats import inspect_lora
 
         print(json.dumps(inspect_lora(args.path), indent=2, default=str))
+        return 0
+    if (info.family or "").startswith("flux") and Path(args.path).is_file():
+        # A FLUX transformer file (BFL/ComfyUI layout, fp8 or GGUF): its own report, with the
+        # quantisation and the companion files (ae, clip_l, t5xxl) found beside it.
+        from .flux.file_info import inspect_flux_file
+
+        print(json.dumps(inspect_flux_file(args.path), indent=2, default=str))
         return 0
     report = inspect_model(args.path, args.prediction_type)
     # The torch-free facts the editor and the CLI plan with, next to the loader's key report.

@@ -11,12 +11,14 @@ Three parts, all driven from the generation service's worker thread except where
   (one notice per episode), and the facts the status bar shows (:meth:`FarmLink.status`).
 * :class:`FarmEngine` — a drop-in for the editor's engine (:class:`editor.ai.engine.Engine`): it
   wraps the local engine and sends ``generate`` of the *final* models to the farm when the link
-  is on. The live preview's model (the resident one) always renders here, as does any model the
-  farm cannot take (a separate VAE or UNet file).
+  is on, with their separate VAE / UNet files if any; ``generate_many`` sends a plan's variations
+  at once, fanned out across the workers. The live preview's model (the resident one) always
+  renders here.
 
-Pixels: the request travels unchanged (``inference.api.GenerationRequest``) and the workers draw
-noise with the CPU generator like the local engine, so the same seed gives the same image as a
-local render on the same kind of device. Security: only the configured address is contacted (the
+Pixels: the request travels unchanged (``inference.api.GenerationRequest``), the workers draw
+noise with the CPU generator like the local engine and render with this process's torch thread
+count, so the same seed gives the same image, bit for bit, as a local render on the same kind of
+device. Security: only the configured address is contacted (the
 farm client ignores ``RAY_ADDRESS`` and auto-discovery); see the README's farm section.
 """
 
@@ -316,65 +318,146 @@ class FarmLink:
         with self._lock:
             self._state = "idle" if self.enabled else "off"
 
-    # ------------------------------------------------------------ one render (render thread)
+    # ------------------------------------------------------------ renders (render thread)
     def render(self, request: GenerationRequest, model: "farm_api.ModelSpec", local_generate,
                progress: Optional[Callable[[int, int, object], None]] = None,
-               should_stop: Optional[Callable[[], bool]] = None) -> GenerationResult:
+               should_stop: Optional[Callable[[], bool]] = None, *, vae: Optional["farm_api.ModelSpec"] = None,
+               unet: Optional["farm_api.ModelSpec"] = None) -> GenerationResult:
         """Render ``request`` on the farm (or here, on a fall-back) with queue entry and notices.
-        ``local_generate(request, progress, should_stop)`` renders here. Raises CancelledError
-        when stopped (from ``should_stop`` or the queue's Cancel), InferenceError on failure."""
-        entry = self.queue.add(_title(request))
+        ``local_generate(request, progress, should_stop)`` renders here; ``vae``/``unet`` are the
+        model's separate files, if any. Raises CancelledError when stopped (from ``should_stop``
+        or the queue's Cancel), InferenceError on failure."""
+        return self.render_many([request], model, local_generate, lambda _index: progress, should_stop,
+                                vae=vae, unet=unet)[0]
+
+    def render_many(self, requests: list[GenerationRequest], model: "farm_api.ModelSpec", local_generate,
+                    progress_for: Optional[Callable[[int], Optional[Callable[[int, int, object], None]]]] = None,
+                    should_stop: Optional[Callable[[], bool]] = None, *, vae: Optional["farm_api.ModelSpec"] = None,
+                    unet: Optional["farm_api.ModelSpec"] = None) -> list[GenerationResult]:
+        """Render ``requests`` (variations of one model) at once, fanned out across the workers;
+        the results in request order. ``progress_for(i)`` is request i's progress callback.
+
+        They are one job for the editor: Cancel (``should_stop``, or the queue's Cancel on any of
+        their entries) stops them all, and the first failure cancels the others and is raised as
+        its one line. Local renders (a fall-back) take turns: the local engine runs one at a time."""
+        entries = [self.queue.add(_title(request)) for request in requests]
         stop = should_stop or (lambda: False)
+
+        def stopped() -> bool:
+            return stop() or any(entry.cancel_requested for entry in entries)
+
         latents: dict[str, object] = {}  # job id → the newest latents of a local fall-back
+        here = threading.Lock()
 
         def run_here(job, job_progress, job_stop):
             def relay(step: int, total: int, lat) -> None:
                 latents[job.job_id] = lat  # decoded by the caller's preview, like a local render
                 job_progress(step, total, lat)
-            return local_generate(job.request, relay, job_stop)
 
+            with here:
+                if job_stop():
+                    raise CancelledError("render cancelled before it started")
+                return local_generate(job.request, relay, job_stop)
+
+        failed: Optional[int] = None
         try:
             with self._render_lock:
-                if stop() or entry.cancel_requested:
+                if stopped():
                     raise CancelledError("render cancelled before it started")
-                farm = self._connected(run_here, entry)
-                if stop() or entry.cancel_requested:
+                farm = self._connected(run_here, entries[0])
+                if stopped():
                     raise CancelledError("render cancelled before it started")
             farm.local_runner = run_here  # this render's model and callbacks on a fall-back
-            handle = farm.submit(farm_api.FarmJob(request, model, preview_every_s=self.preview_every_s))
-            ended = False
-            while not ended:
-                events, ended = handle.pending_events(0.1)
+            jobs = [farm_api.FarmJob(request, model, preview_every_s=self.preview_every_s, vae=vae, unet=unet,
+                                     threads=farm_api.local_threads()) for request in requests]
+            handles = [farm.submit(jobs[0])] if len(jobs) == 1 else farm.submit_many(jobs)
+            progress = [progress_for(index) if progress_for else None for index in range(len(handles))]
+            failure = self._follow(handles, entries, progress, latents, stopped)
+            self._after_jobs(farm, handles)
+            if failure is not None:
+                failed = failure[0]
+                raise failure[1]
+            results = [handle.result() for handle in handles]
+        except CancelledError:
+            for entry in entries:
+                self.queue.update(entry, state=RenderState.CANCELLED)
+            raise
+        except InferenceError as exc:
+            self._failed(entries, failed, _one_line(exc))
+            raise
+        except Exception as exc:  # noqa: BLE001 - the service reports it; the queue shows it too
+            self._failed(entries, failed, f"{type(exc).__name__}: {_one_line(exc)}")
+            raise
+        if stopped():  # finished just as Cancel arrived: the user said no
+            for entry in entries:
+                self.queue.update(entry, state=RenderState.CANCELLED)
+            raise CancelledError("render cancelled")
+        out = []
+        for entry, result in zip(entries, results):
+            self.queue.update(entry, state=RenderState.DONE, worker=result.worker,
+                              step=entry.total or entry.step, message=entry.message)
+            out.append(GenerationResult(result.image, result.seed, None, {**result.info, "farm_worker": result.worker}))
+        return out
+
+    def _follow(self, handles: list, entries: list[QueuedRender], progress: list, latents: dict,
+                stopped: Callable[[], bool]) -> Optional[tuple[Optional[int], BaseException]]:
+        """Relay the handles' events until all have ended; cancel them all on a stop or on the
+        first failure. Returns (index, error) of that failure, (None, CancelledError) after a
+        stop, or None when all rendered."""
+        live = list(range(len(handles)))
+        failure: Optional[tuple[Optional[int], BaseException]] = None
+        cancelled = False
+        while live:
+            for position, index in enumerate(list(live)):
+                handle, entry = handles[index], entries[index]
+                # Wait on one handle at a time (0.1 s), so a stop is seen within about that long.
+                events, ended = handle.pending_events(0.1 if position == 0 else 0.0)
                 for event in events:
                     if isinstance(event, farm_api.Notice):
                         self._say(event.message, entry)
                     elif isinstance(event, farm_api.Progress) and event.total:
                         self.queue.update(entry, state=RenderState.RUNNING, step=event.step, total=event.total,
                                           worker=event.worker)
-                        if progress is not None:
+                        if progress[index] is not None:
                             shown = (_Preview(event.preview) if event.preview is not None
                                      else latents.pop(handle.job.job_id, None) if event.worker == "local" else None)
-                            progress(event.step, event.total, shown)
-                if stop() or entry.cancel_requested:
+                            progress[index](event.step, event.total, shown)
+                if ended:
+                    live.remove(index)
+                    error = None if failure is not None or cancelled else _error_of(handle)
+                    if error is not None:
+                        failure = (index, error)
+            if not cancelled and (failure is not None or stopped()):
+                cancelled = True
+                for handle in handles:
                     handle.cancel()
-            self._after_job(farm, handle)
-            result = handle.result()
-        except CancelledError:
-            self.queue.update(entry, state=RenderState.CANCELLED)
-            raise
-        except InferenceError as exc:
-            self.queue.update(entry, state=RenderState.FAILED, message=_one_line(exc))
-            raise
-        except Exception as exc:  # noqa: BLE001 - the service reports it; the queue shows it too
-            self.queue.update(entry, state=RenderState.FAILED, message=f"{type(exc).__name__}: {_one_line(exc)}")
-            raise
-        if stop() or entry.cancel_requested:  # finished just as Cancel arrived: the user said no
-            self.queue.update(entry, state=RenderState.CANCELLED)
-            raise CancelledError("render cancelled")
-        self.queue.update(entry, state=RenderState.DONE, worker=result.worker,
-                          step=entry.total or entry.step, message=entry.message)
-        info = {**result.info, "farm_worker": result.worker}
-        return GenerationResult(result.image, result.seed, None, info)
+        if failure is None and (cancelled or stopped()):
+            return None, CancelledError("render cancelled")
+        return failure
+
+    def _failed(self, entries: list[QueuedRender], failed: Optional[int], message: str) -> None:
+        """The failed variation's entry says why; its siblings were cancelled because of it."""
+        for index, entry in enumerate(entries):
+            if failed is None or index == failed:
+                self.queue.update(entry, state=RenderState.FAILED, message=message)
+            else:
+                self.queue.update(entry, state=RenderState.CANCELLED, message="cancelled: another variation failed")
+
+    def _after_jobs(self, farm, handles: list) -> None:
+        """`_after_job` for a group: a fall-back to local rendering in any of them counts."""
+        local = next((h for h in handles if h.worker == "local"), None)
+        self._after_job(farm, local or handles[-1])
+
+
+def _error_of(handle) -> Optional[BaseException]:
+    """A finished handle's error other than a cancel, or None."""
+    try:
+        handle.result()
+    except CancelledError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - inspected here, raised by the caller
+        return exc
+    return None
 
 
 def _title(request: GenerationRequest) -> str:
@@ -402,7 +485,7 @@ class _Preview:
 class FarmEngine:
     """The editor's engine with final renders routed to ``link`` when it is on.
 
-    Everything but ``generate``/``ensure_loaded``/``preview_image`` goes to the local engine
+    Everything but ``generate``/``generate_many``/``ensure_loaded``/``preview_image`` goes to the local engine
     unchanged (``set_models``, ``loaded``, ``unload``, ``models``… through ``__getattr__``), so
     the controller's catalog code works on it as on a TorchEngine.
     """
@@ -420,17 +503,24 @@ class FarmEngine:
     # ------------------------------------------------------------ routing
     def routes(self, model_id: str) -> bool:
         """Whether ``generate(model_id, …)`` goes to the farm now: the link is on and the model
-        is a final one the farm can take (the resident live-preview model never is)."""
+        is a final one (the resident live-preview model never is). A separate VAE or UNet file
+        travels with the model, by content hash like it."""
         if not self.link.enabled:
             return False
         spec = getattr(self.local, "models", {}).get(model_id)
-        return spec is not None and not spec.resident and not spec.vae_path and not spec.unet_path
+        return spec is not None and not spec.resident
 
-    def _farm_spec(self, model_id: str):
+    def _farm_specs(self, model_id: str) -> tuple[Any, Any, Any]:
+        """(model, VAE, UNet) farm specs of a model id (hashing reads the files once per path)."""
         spec = self.local.models[model_id]
-        key = (str(spec.path), spec.dtype)
+        return (self._hashed(spec.path, spec.dtype),
+                self._hashed(spec.vae_path) if spec.vae_path else None,
+                self._hashed(spec.unet_path) if spec.unet_path else None)
+
+    def _hashed(self, path, dtype: Optional[str] = None):
+        key = (str(path), dtype)
         if key not in self._specs:
-            self._specs[key] = farm_api.ModelSpec.for_path(str(spec.path), dtype=spec.dtype)
+            self._specs[key] = farm_api.ModelSpec.for_path(str(path), dtype=dtype)
         return self._specs[key]
 
     # ------------------------------------------------------------ Engine protocol
@@ -450,11 +540,31 @@ class FarmEngine:
     def generate(self, model_id: str, request: GenerationRequest, progress=None, should_stop=None) -> GenerationResult:
         if not self.routes(model_id):
             return self.local.generate(model_id, request, progress, should_stop)
+        model, vae, unet = self._farm_specs(model_id)
+        return self.link.render(request, model, self._here(model_id), progress, should_stop, vae=vae, unet=unet)
 
-        def here(req, prog, stop) -> GenerationResult:
-            return self.local.generate(model_id, req, prog, stop)
+    def generate_many(self, model_id: str, requests: list[GenerationRequest],
+                      progress_for: Callable[[int], Optional[Callable[[int, int, object], None]]],
+                      should_stop: Optional[Callable[[], bool]] = None) -> list[GenerationResult]:
+        """All of a plan's requests (its variations) at once: fanned out across the farm's
+        workers when the model routes there, else one after another here. Results in request
+        order; a stop cancels them all; the first failure fails them all (one line)."""
+        if not self.routes(model_id):
+            results = []
+            for index, request in enumerate(requests):
+                if should_stop is not None and should_stop():
+                    raise CancelledError("cancelled")
+                results.append(self.local.generate(model_id, request, progress_for(index), should_stop))
+            return results
+        model, vae, unet = self._farm_specs(model_id)
+        return self.link.render_many(list(requests), model, self._here(model_id), progress_for, should_stop,
+                                     vae=vae, unet=unet)
 
-        return self.link.render(request, self._farm_spec(model_id), here, progress, should_stop)
+    def _here(self, model_id: str) -> Callable[..., GenerationResult]:
+        def here(request, progress, should_stop) -> GenerationResult:
+            return self.local.generate(model_id, request, progress, should_stop)
+
+        return here
 
     def preview_image(self, model_id: str, latents):
         if isinstance(latents, _Preview):

@@ -232,14 +232,27 @@ class GenerationService:
             label = self.engine.model_label(plan.model_id)
             images = []
             count = len(plan.engine_requests)
+            generate_many = getattr(self.engine, "generate_many", None)
+            if generate_many is not None and count > 1:
+                # An engine that can run variations at once (the farm's, across its workers): one
+                # call, results in seed order; a cancel stops them all, one failure fails the job.
+                results = generate_many(plan.model_id, list(plan.engine_requests),
+                                        self._many_progress(job, plan, count), lambda: job.cancel_requested)
+            else:
+                results = None
             for index, request in enumerate(plan.engine_requests):
                 if job.cancel_requested:
                     raise CancelledError("cancelled")
-                progress = self._progress_callback(job, plan, index, count, request.seed)
-                result = self.engine.generate(plan.model_id, request, progress, lambda: job.cancel_requested)
+                if results is not None:
+                    result = results[index]
+                else:
+                    progress = self._progress_callback(job, plan, index, count, request.seed)
+                    result = self.engine.generate(plan.model_id, request, progress, lambda: job.cancel_requested)
                 if job.cancel_requested:
                     raise CancelledError("cancelled")
-                images.append(finish_image(plan, result.image, result.seed, label))
+                image = finish_image(plan, result.image, result.seed, label)
+                image.latents = getattr(result, "latents", None)  # refine_plan checks they fit
+                images.append(image)
             job.images = images
             self._finish(job, JobState.DONE, self.job_finished)
         except CancelledError:
@@ -253,7 +266,28 @@ class GenerationService:
                 log.exception("generation failed")
                 self._fail(job, f"Generation failed: {type(exc).__name__}: {exc}", exc)
 
-    def _progress_callback(self, job: Job, plan: GenerationPlan, index: int, count: int, seed: int):
+    def _many_progress(self, job: Job, plan: GenerationPlan, count: int):
+        """Per-request progress callbacks for variations running at once: each reports its own
+        step and previews, and the job's fraction is the mean over all of them (so the bar
+        advances steadily instead of jumping between variations)."""
+        done = [0.0] * count
+        lock = threading.Lock()
+
+        def progress_for(index: int):
+            inner = self._progress_callback(job, plan, index, count, plan.engine_requests[index].seed,
+                                            lambda: sum(done) / count)
+
+            def progress(step: int, total: int, latents) -> None:
+                with lock:
+                    done[index] = step / max(1, total)
+                inner(step, total, latents)
+
+            return progress
+
+        return progress_for
+
+    def _progress_callback(self, job: Job, plan: GenerationPlan, index: int, count: int, seed: int,
+                           overall=None):
         last_preview = [float("-inf")]
 
         def progress(step: int, total: int, latents) -> None:
@@ -268,6 +302,19 @@ class GenerationService:
                         preview = finish_image(plan, rgb, seed, preview=True)
                 except Exception:  # noqa: BLE001 - a preview is optional
                     log.debug("preview decode failed", exc_info=True)
-            self._emit(self.job_progress, JobProgress(job, index, count, step, total, preview))
+            report = JobProgress(job, index, count, step, total, preview) if overall is None \
+                else _ManyProgress(job, index, count, step, total, preview, overall())
+            self._emit(self.job_progress, report)
 
         return progress
+
+
+@dataclass
+class _ManyProgress(JobProgress):
+    """Progress of one of several variations rendering at once: its own step, the job's mean fraction."""
+
+    overall: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        return self.overall

@@ -8,7 +8,7 @@ editor every other `inference.farm` module). Ray is imported only when a farm is
 """
 from __future__ import annotations
 
-from .client import DefaultLocalRunner, Farm, FarmJobHandle, LocalRunner, connect_or_local, render
+from .client import DefaultLocalRunner, Farm, FarmJobHandle, LocalRunner, connect_or_local, local_threads, render
 from .connection import parse_address
 from .errors import FarmError, FarmUnavailableError
 from .jobs import FarmJob, FarmResult, ModelSpec, Notice, Progress
@@ -27,6 +27,7 @@ __all__ = [
     "Progress",
     "check_address",
     "connect_or_local",
+    "local_threads",
     "parse_address",
     "render",
 ]

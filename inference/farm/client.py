@@ -6,6 +6,7 @@
         ...
     result = handle.result()                                      # FarmResult, or CancelledError/FarmError
     handles = farm.submit_variations(job, seeds=[1, 2, 3, 4])     # fanned out across workers
+    handles = farm.submit_many([job_a, job_b])                    # any jobs of one model, likewise
 
 Security: we connect only to the address given (RAY_ADDRESS and "auto" discovery are ignored),
 and only after a plain TCP check with a short timeout. A Ray cluster runs whatever code its
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -69,8 +71,17 @@ class DefaultLocalRunner:
 
         if self._engine is None:
             self._engine = Engine(device=self._device)
-        ref = ModelRef(job.model.path, dtype=job.model.dtype, prediction_type=job.model.prediction_type)
+        ref = ModelRef(job.model.path, vae_path=job.vae.path if job.vae else None,
+                       unet_path=job.unet.path if job.unet else None, dtype=job.model.dtype,
+                       prediction_type=job.model.prediction_type)
         return self._engine.generate(ref, job.request, progress, should_stop)
+
+
+def local_threads() -> int | None:
+    """This process's torch thread count, for `FarmJob.threads` (a worker then renders with as many,
+    so its pixels equal a local render's bit for bit); None when torch is not loaded here."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
 
 
 class Farm:
@@ -248,20 +259,29 @@ class Farm:
 
     def submit_variations(self, job: FarmJob, seeds: Sequence[int]) -> list[FarmJobHandle]:
         """One job per seed, fanned out across the workers (scheduler.fan_out)."""
-        jobs = [replace(job, request=replace(job.request, seed=int(seed)), job_id=f"{job.job_id}-{i}")
-                for i, seed in enumerate(seeds)]
+        return self.submit_many([replace(job, request=replace(job.request, seed=int(seed)), job_id=f"{job.job_id}-{i}")
+                                 for i, seed in enumerate(seeds)])
+
+    def submit_many(self, jobs: Sequence[FarmJob]) -> list[FarmJobHandle]:
+        """Jobs of one model (the editor's variations), fanned out across the workers so they run in
+        parallel (scheduler.fan_out); one handle per job, in order. A lost worker's job is placed
+        again on its own, like a single job's."""
+        if not jobs:
+            return []
+        for job in jobs:
+            job_to_dict(job)  # refuse an unserialisable job before any starts
         names: list[str | None] = [None] * len(jobs)
         if self.address is not None:
             try:
-                names = fan_out(job.key, len(jobs), self.snapshot())
+                names = fan_out(jobs[0].key, len(jobs), self.snapshot())
             except FarmUnavailableError:
                 pass  # each handle then falls back (or fails) on its own
         return [self.submit(j, worker=name) for j, name in zip(jobs, names)]
 
     def ensure_model(self, name: str, job: FarmJob) -> list[str]:
-        """Make sure worker `name` has the job's model and LoRA files, shipping what it lacks; one
-        of 'loaded', 'cached', 'shared' or 'shipped' per file."""
-        return [self._ensure(name, spec) for spec in (job.model, *job.loras())]
+        """Make sure worker `name` has the job's model, VAE, UNet and LoRA files, shipping what it
+        lacks; one of 'loaded', 'cached', 'shared' or 'shipped' per file."""
+        return [self._ensure(name, spec) for spec in job.files()]
 
     def _ensure(self, name: str, spec: ModelSpec) -> str:
         actor = self._workers[name].actor

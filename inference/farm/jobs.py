@@ -21,15 +21,29 @@ from ..api import MAX_SIDE, GenerationRequest, LoraSpec, validate_request
 from ..errors import InvalidRequestError
 from .errors import FarmPayloadError
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2  # 2: a job carries its VAE and UNet files and the client's torch thread count
 MAX_TEXT = 20_000  # prompts far beyond CLIP's 75-token chunks are still fine; megabytes are not
 MAX_INFO_ITEMS = 64
 HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 JOB_ID_RE = re.compile(r"^[0-9a-zA-Z_-]{1,64}$")
+MAX_THREADS = 1024  # torch threads a job may ask for (far above any CPU's core count)
 
-# What a worker holds in memory for a job: (model content SHA-256, LoRA content hashes in request
-# order; empty without LoRAs). LoRA weights are merged per request, so only the model part costs a load.
+# What a worker holds in memory for a job: (load id, LoRA content hashes in request order; empty
+# without LoRAs). LoRA weights are merged per request, so only the load id costs a load. The load id
+# is the model's content SHA-256, joined with "+vae=HASH" / "+unet=HASH" when the job brings a
+# separate VAE or UNet file: base+vaeA and base+vaeB are different models in memory.
 ModelKey = tuple[str, tuple[str, ...]]
+
+
+def load_id(model: str, vae: str | None = None, unet: str | None = None) -> str:
+    """The identity of what a worker loads for a model and its optional VAE / UNet files."""
+    return model + (f"+vae={vae}" if vae else "") + (f"+unet={unet}" if unet else "")
+
+
+def load_id_files(ident: str) -> tuple[str, ...]:
+    """The content hashes a load id is made of (the model's first)."""
+    model, *extras = ident.split("+")
+    return (model, *(extra.partition("=")[2] for extra in extras))
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,16 @@ class FarmJob:
     # The request's LoRA files by content. None on the client: hashed from `request.loras` paths
     # when first needed. On a worker the request's LoraSpec paths *are* these hashes.
     lora_models: tuple[ModelSpec, ...] | None = None
+    vae: ModelSpec | None = None  # a separate VAE file or folder (ModelRef.vae_path), shipped like the model
+    unet: ModelSpec | None = None  # a UNet-only file or folder (ModelRef.unet_path), shipped like the model
+    # The client's torch thread count; the worker renders this job with as many (None: its own).
+    # Sums split over a different number of threads round differently (±1 in a few pixels), so
+    # "same seed, same pixels as here" needs the same count, even above the worker's CPU share.
+    threads: int | None = None
+
+    def files(self) -> tuple[ModelSpec, ...]:
+        """Every file the job needs on its worker: model, VAE, UNet, LoRAs (what gets shipped)."""
+        return (self.model, *(spec for spec in (self.vae, self.unet) if spec is not None), *self.loras())
 
     def loras(self) -> tuple[ModelSpec, ...]:
         if self.lora_models is None:
@@ -76,9 +100,14 @@ class FarmJob:
         raise FarmPayloadError(f"farm payload: LoRA {str(spec.path)[:80]!r} is not among the job's LoRA files")
 
     @property
+    def load_id(self) -> str:
+        return load_id(self.model.content_hash, self.vae.content_hash if self.vae else None,
+                       self.unet.content_hash if self.unet else None)
+
+    @property
     def key(self) -> ModelKey:
-        """(model hash, LoRA hashes in order): what a worker holds in memory for this job."""
-        return (self.model.content_hash, tuple(self.lora_hash(spec) for spec in self.request.loras))
+        """(load id, LoRA hashes in order): what a worker holds in memory for this job."""
+        return (self.load_id, tuple(self.lora_hash(spec) for spec in self.request.loras))
 
 
 @dataclass
@@ -159,6 +188,16 @@ def _array(value: object, what: str, kinds: str, ndim: int, channels: int | None
     return np.ascontiguousarray(value)
 
 
+def _latents(value: object) -> np.ndarray:
+    """Init latents (C, H/8, W/8): a float array of at most 64 channels, every side in bounds."""
+    if not isinstance(value, np.ndarray) or value.ndim != 3 or not 1 <= value.shape[0] <= 64 \
+            or any(side < 1 or side > MAX_SIDE // 8 for side in value.shape[1:]):
+        raise _fail("init latents", f"has shape {getattr(value, 'shape', type(value).__name__)}")
+    if value.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise _fail("init latents", f"has dtype {value.dtype} (expected float32 or float64)")
+    return np.ascontiguousarray(value)
+
+
 def _exact_keys(obj: object, what: str, required: set[str], optional: set[str] = frozenset()) -> dict:
     if not isinstance(obj, dict):
         raise _fail(what, f"must be a mapping, got {type(obj).__name__}")
@@ -197,6 +236,10 @@ _REQUEST_FIELDS = {
     "guidance_rescale": lambda v: _float(v, "guidance rescale"),
     "tcd_gamma": lambda v: _float(v, "TCD gamma"),
     "loras": lambda v: _loras(v),
+    "structure_scale": lambda v: _int(v, "structure scale", 0, 64),
+    "structure_hold": lambda v: _float(v, "structure hold"),
+    "reference_image": lambda v: None if v is None else _array(v, "reference image", "u", 3, 3),
+    "init_latents": lambda v: None if v is None else _latents(v),
 }
 MAX_LORAS = 32
 
@@ -230,7 +273,7 @@ def request_to_dict(request: GenerationRequest, lora_hash=None) -> dict:
             from ..api import as_mask_array
 
             value = as_mask_array(value)  # bool or (H, W, C) masks travel as uint8 (H, W)
-        if name == "init_image" and value is not None:
+        if name in ("init_image", "reference_image") and value is not None:
             from ..api import as_rgb_array
 
             value = np.ascontiguousarray(as_rgb_array(value))
@@ -258,24 +301,34 @@ def model_to_dict(spec: ModelSpec) -> dict:
             "prediction_type": spec.prediction_type}
 
 
-def model_from_dict(obj: object) -> ModelSpec:
-    data = _exact_keys(obj, "model", {"content_hash", "name", "path", "dtype", "prediction_type"})
-    digest = _str(data["content_hash"], "model hash", 64)
+def model_from_dict(obj: object, what: str = "model") -> ModelSpec:
+    """A model, VAE, UNet or LoRA file named by content hash. `path` is only the client's path,
+    used by a worker solely when it sees that very file in its shared library *and* it hashes
+    the same; the hash is the identity, so a path in its place is refused."""
+    data = _exact_keys(obj, what, {"content_hash", "name", "path", "dtype", "prediction_type"})
+    digest = _str(data["content_hash"], f"{what} hash", 64)
     if not HASH_RE.match(digest):
-        raise _fail("model hash", "must be 64 lowercase hex digits (SHA-256)")
-    return ModelSpec(digest, _str(data["name"], "model name", 255), _str(data["path"], "model path", 4096),
+        raise _fail(f"{what} hash", "must be 64 lowercase hex digits (SHA-256)")
+    return ModelSpec(digest, _str(data["name"], f"{what} name", 255), _str(data["path"], f"{what} path", 4096),
                      _opt_str(data["dtype"], "dtype"), _opt_str(data["prediction_type"], "prediction type"))
+
+
+def _opt_model(obj: object, what: str) -> ModelSpec | None:
+    return None if obj is None else model_from_dict(obj, what)
 
 
 def job_to_dict(job: FarmJob) -> dict:
     return {"version": WIRE_VERSION, "job_id": job.job_id, "model": model_to_dict(job.model),
+            "vae": model_to_dict(job.vae) if job.vae else None, "unet": model_to_dict(job.unet) if job.unet else None,
             "loras": [model_to_dict(spec) for spec in job.loras()],
-            "request": request_to_dict(job.request, job.lora_hash), "preview_every_s": job.preview_every_s}
+            "request": request_to_dict(job.request, job.lora_hash), "preview_every_s": job.preview_every_s,
+            "threads": job.threads}
 
 
 def job_from_dict(obj: object) -> FarmJob:
     """The job in a payload, or FarmPayloadError naming the first bad field."""
-    data = _exact_keys(obj, "job", {"version", "job_id", "model", "loras", "request", "preview_every_s"})
+    data = _exact_keys(obj, "job", {"version", "job_id", "model", "vae", "unet", "loras", "request",
+                                    "preview_every_s", "threads"})
     if _int(data["version"], "wire version") != WIRE_VERSION:
         raise _fail("wire version", f"{data['version']} is not {WIRE_VERSION} (update the editor or the worker)")
     job_id = _str(data["job_id"], "job id", 64)
@@ -287,12 +340,14 @@ def job_from_dict(obj: object) -> FarmJob:
         raise _fail("preview interval", f"{preview} must be between 0 and 3600 s")
     if not isinstance(data["loras"], list) or len(data["loras"]) > MAX_LORAS:
         raise _fail("LoRA files", f"must be a list of at most {MAX_LORAS}")
-    lora_models = tuple(model_from_dict(item) for item in data["loras"])
+    lora_models = tuple(model_from_dict(item, "LoRA") for item in data["loras"])
+    threads = None if data["threads"] is None else _int(data["threads"], "torch threads", 1, MAX_THREADS)
     request = request_from_dict(data["request"])
     wanted = {spec.path for spec in request.loras}
     if wanted != {model.content_hash for model in lora_models}:  # nothing missing, nothing extra shipped
         raise _fail("LoRA files", "do not match the request's LoRAs")
-    return FarmJob(request, model_from_dict(data["model"]), job_id, preview, lora_models)
+    return FarmJob(request, model_from_dict(data["model"]), job_id, preview, lora_models,
+                   _opt_model(data["vae"], "VAE"), _opt_model(data["unet"], "UNet"), threads)
 
 
 # ----------------------------------------------------------------------------- results and progress

@@ -15,9 +15,14 @@ something changed, or after `wait_s`), not a Ray queue, because:
 - a poll that fails *is* the worker-death signal the client retries on, with no second channel.
 
 Cancel sets a flag the sampler reads before every step (`should_stop`), so a render stops within
-one step of the flag arriving. Models are found by content hash: in memory (`loaded`), in the
-content-addressed disk cache (shipped earlier, verified), or in a shared library folder this
-worker was configured with (the path the client sent, if its content hashes the same).
+one step of the flag arriving. Models — and a job's separate VAE / UNet files and LoRAs — are found
+by content hash: in memory (`loaded`), in the content-addressed disk cache (shipped earlier,
+verified), or in a shared library folder this worker was configured with (the path the client
+sent, if its content hashes the same). What is loaded is keyed by the job's load id (model + VAE +
+UNet hashes), so base+vaeA in memory is never used for base+vaeB.
+
+A job may carry the client's torch thread count; it then renders with that many threads (see
+`_torch_threads`) so its pixels match the client's local render bit for bit.
 """
 from __future__ import annotations
 
@@ -26,12 +31,14 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CancelledError, InferenceError
 from .errors import FarmError
-from .jobs import (FarmJob, FarmResult, ModelSpec, job_from_dict, model_from_dict, result_to_dict)
+from .jobs import FarmJob, FarmResult, ModelSpec, job_from_dict, load_id_files, model_from_dict, result_to_dict
 from .models import ModelCache, manifest_from_dict, resolve_shared
 
 log = logging.getLogger(__name__)
@@ -76,8 +83,8 @@ class FarmWorker:
         self._cond = threading.Condition()
         self._jobs: dict[str, _JobState] = {}
         self._queue: queue.Queue[str] = queue.Queue()
-        self._refs: dict[str, object] = {}  # content hash → ModelRef (stable, so loads are reused)
-        self._active_loras: dict[str, tuple[str, ...]] = {}  # model hash → LoRA hashes last merged
+        self._refs: dict[str, object] = {}  # load id → ModelRef (stable, so loads are reused)
+        self._active_loras: dict[str, tuple[str, ...]] = {}  # load id → LoRA hashes last merged
         self.stats = {"models_received": 0, "bytes_received": 0, "jobs_done": 0, "shared_hits": 0}
         threading.Thread(target=self._run_loop, name=f"farm-{name}", daemon=True).start()
 
@@ -90,9 +97,9 @@ class FarmWorker:
                 "cached": self.cache.cached(), "stats": dict(self.stats), "node": _node_address()}
 
     def model_status(self, spec_dict: dict) -> str:
-        """'loaded', 'cached', 'shared' or 'missing' for a model spec."""
+        """'loaded', 'cached', 'shared' or 'missing' for a model, VAE, UNet or LoRA file spec."""
         spec = model_from_dict(spec_dict)
-        if any(ref.tag == spec.content_hash for ref in self.engine.loaded()):
+        if any(spec.content_hash in load_id_files(ref.tag) for ref in self.engine.loaded()):
             return "loaded"
         if self.cache.lookup(spec.content_hash) is not None:
             return "cached"
@@ -193,7 +200,7 @@ class FarmWorker:
 
     def _render(self, st: _JobState) -> dict:
         job = st.job
-        ref = self._model_ref(job.model)
+        ref = self._model_ref(job)
         started = time.perf_counter()
         interval = job.preview_every_s
         last_preview = [-1e9]
@@ -219,31 +226,39 @@ class FarmWorker:
             by_hash = {model.content_hash: model for model in job.loras()}
             request = dataclasses.replace(request, loras=tuple(
                 dataclasses.replace(spec, path=str(self._local_path(by_hash[spec.path]))) for spec in request.loras))
-        output = self.engine.generate(ref, request, progress, should_stop)
-        self._active_loras[job.model.content_hash] = job.key[1]
+        with _torch_threads(job.threads):
+            threads = _threads()
+            output = self.engine.generate(ref, request, progress, should_stop)
+        self._active_loras[ref.tag] = job.key[1]
         request = job.request
         info = {key: value for key, value in output.info.items() if isinstance(value, (str, int, float, bool))}
         info.update(prompt=request.prompt, negative_prompt=request.negative_prompt, seed=request.seed,
                     steps=request.steps, sampler=request.sampler, guidance=float(request.guidance),
                     width=request.width, height=request.height, strength=float(request.strength),
-                    model=job.model.name, model_hash=job.model.content_hash, worker=self.name,
+                    model=job.model.name, model_hash=job.model.content_hash, worker=self.name, threads=threads,
                     device=self.device, elapsed_s=round(time.perf_counter() - started, 3))
+        info.update({f"{part}_file": spec.name for part, spec in (("vae", job.vae), ("unet", job.unet)) if spec})
         return result_to_dict(FarmResult(job.job_id, output.image, output.seed, self.name, info))
 
-    def _model_ref(self, spec: ModelSpec):
+    def _model_ref(self, job: FarmJob):
+        """The engine's key for the job's model with its VAE / UNet files, reused while its files
+        are still there (the same ModelRef finds the loaded pipeline)."""
         from ..engine import ModelRef
 
-        ref = self._refs.get(spec.content_hash)
+        spec, ident = job.model, job.load_id
+        ref = self._refs.get(ident)
         if ref is not None and (ref.dtype, ref.prediction_type) == (spec.dtype, spec.prediction_type) \
-                and Path(ref.path).exists():
+                and all(Path(path).exists() for path in (ref.path, ref.vae_path, ref.unet_path) if path is not None):
             return ref
-        path = self._local_path(spec)
-        ref = ModelRef(str(path), dtype=spec.dtype, prediction_type=spec.prediction_type, tag=spec.content_hash)
-        self._refs[spec.content_hash] = ref
+        vae = str(self._local_path(job.vae)) if job.vae else None
+        unet = str(self._local_path(job.unet)) if job.unet else None
+        ref = ModelRef(str(self._local_path(spec)), vae_path=vae, unet_path=unet, dtype=spec.dtype,
+                       prediction_type=spec.prediction_type, tag=ident)
+        self._refs[ident] = ref
         return ref
 
     def _local_path(self, spec: ModelSpec) -> Path:
-        """A model or LoRA file by content: from the verified cache, else the shared library."""
+        """A model, VAE, UNet or LoRA file by content: from the verified cache, else the shared library."""
         path = self.cache.lookup(spec.content_hash)
         if path is None:
             path = resolve_shared(spec.path, spec.content_hash, self.shared_roots)
@@ -266,6 +281,33 @@ class FarmWorker:
                           if st.state not in ("queued", "running"))
         for _, job_id in finished[:max(0, len(finished) - KEEP_FINISHED)]:
             del self._jobs[job_id]
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+@contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """Run the job with the client's torch thread count, then put the worker's own back.
+
+    The trade-off: bit-identical pixels over CPU efficiency. A worker holding one CPU of its node
+    (Ray sets its OMP_NUM_THREADS to its CPU share) still runs a 4-thread client's job on 4 threads,
+    oversubscribing the node when its other workers are busy too: slower, never wrong. Set on this,
+    the render thread: with OpenMP the count is per calling thread."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    own = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(own)
 
 
 def _pick_device(device: str) -> str:

@@ -33,8 +33,15 @@ def test_unreachable_farm_renders_locally_with_one_note(tmp_path, capsys):
     assert np.array_equal(np.asarray(Image.open(local)), np.asarray(Image.open(farmed)))
 
 
-def test_farm_with_unet_is_refused_in_one_line(tmp_path, capsys):
-    code = main(["generate", "--prompt", "x", "--farm", "127.0.0.1:1", "--unet", str(tmp_path / "u.safetensors"),
-                 "--out", str(tmp_path / "o.png")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
+def test_farm_with_a_missing_or_pickled_vae_or_unet_is_one_line(tmp_path, capsys):
+    """--vae/--unet work with --farm (test_farm_ray.py renders one); a file that is missing, or a
+    pickle the farm never ships, is refused in one line before anything is contacted."""
+    pickled = tmp_path / "vae.pt"
+    pickled.write_bytes(b"\x80\x04N.")
+    for flag, path in (("--unet", tmp_path / "u.safetensors"), ("--vae", tmp_path / "v.safetensors"),
+                       ("--vae", pickled)):
+        code = main(["generate", "--prompt", "x", "--steps", "1", "--width", "64", "--height", "64",
+                     "--farm", "127.0.0.1:1", flag, str(path), "--out", str(tmp_path / "o.png")])
+        err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("note:")]
+        assert code == 2 and len(err) == 1, (flag, path, err)
+    assert not (tmp_path / "o.png").exists()

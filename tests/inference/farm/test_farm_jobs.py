@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from inference.api import GenerationRequest
-from inference.farm.errors import FarmPayloadError
+from inference.farm.errors import FarmPayloadError, ModelTransferError
 from inference.farm.jobs import (FarmJob, FarmResult, ModelSpec, job_from_dict, job_to_dict, progress_from_dict,
                                  result_from_dict, result_to_dict, _REQUEST_FIELDS)
 
 HASH = "0123456789abcdef" * 4
+MODEL = {"content_hash": HASH, "name": "vae.safetensors", "path": "", "dtype": None, "prediction_type": None}
 
 
 def _inpaint_job() -> FarmJob:
@@ -28,7 +29,8 @@ def _inpaint_job() -> FarmJob:
                                 sampler="dpmpp_2m_karras", timestep_spacing="trailing", guidance=6.5, width=64,
                                 height=48, init_image=image, strength=0.6, mask=mask, paste_back=False,
                                 paste_feather=3, change_map=change, image_guidance=1.25, guidance_rescale=0.7,
-                                tcd_gamma=0.45)
+                                tcd_gamma=0.45, structure_scale=2, structure_hold=0.75,
+                                init_latents=rng.standard_normal((4, 6, 8)).astype(np.float32))
     return FarmJob(request, ModelSpec(HASH, "m.safetensors", "/lib/m.safetensors", "float16", "epsilon"),
                    "job-1", 0.25)
 
@@ -80,6 +82,35 @@ def test_loras_travel_by_content_hash(tmp_path):
     assert back.key == job.key == (HASH, (hashes[0], hashes[1], hashes[0]))
 
 
+def test_vae_unet_and_threads_travel_by_hash_and_key_the_loaded_model(tmp_path):
+    from safetensors.numpy import save_file
+
+    from inference.farm.jobs import load_id_files
+
+    files = {}
+    for name, value in (("vae_a", 1.0), ("vae_b", 2.0), ("unet", 3.0)):
+        files[name] = tmp_path / f"{name}.safetensors"
+        save_file({"decoder.conv_out.bias": np.full((3,), value, np.float32)}, str(files[name]))
+    digests = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items()}
+    job = dataclasses.replace(_inpaint_job(), vae=ModelSpec.for_path(str(files["vae_a"])),
+                              unet=ModelSpec.for_path(str(files["unet"])), threads=3)
+    payload = _wire(job_to_dict(job))
+    assert payload["vae"]["content_hash"] == digests["vae_a"] and payload["threads"] == 3
+    back = job_from_dict(payload)
+    assert (back.vae, back.unet, back.threads) == (job.vae, job.unet, 3)
+    assert [spec.content_hash for spec in back.files()] == [HASH, digests["vae_a"], digests["unet"]]
+    assert back.key == job.key and load_id_files(back.key[0]) == (HASH, digests["vae_a"], digests["unet"])
+    # base+vaeA and base+vaeB are different models in memory; the bare model is a third.
+    other = dataclasses.replace(job, vae=ModelSpec.for_path(str(files["vae_b"])))
+    plain = _inpaint_job()
+    assert len({job.key[0], other.key[0], plain.key[0]}) == 3 and plain.key[0] == HASH
+    assert job_from_dict(job_to_dict(plain)).threads is None  # None: the worker's own count
+    pickled = tmp_path / "vae.pt"  # never shipped: only .safetensors files (and configs) travel
+    pickled.write_bytes(b"\x80\x04N.")
+    with pytest.raises(ModelTransferError, match="only .safetensors files can be sent to the farm"):
+        ModelSpec.for_path(str(pickled))
+
+
 def test_bool_masks_travel_as_uint8():
     job = _inpaint_job()
     job.request.mask = job.request.mask > 0
@@ -121,6 +152,14 @@ def _with(payload: dict, path: tuple, value):
     (("request", "change_map"), np.zeros((48, 64), np.int64), "change map has dtype int64"),
     (("request", "paste_back"), 1, "paste back must be true or false, got int"),
     (("request", "tcd_gamma"), 1.5, "TCD gamma 1.5 must be between 0 and 1"),
+    (("request", "init_latents"), np.zeros((4, 6, 8), np.int32), "init latents has dtype int32"),
+    (("request", "init_latents"), np.zeros((4, 6), np.float32), "init latents has shape (4, 6)"),
+    (("request", "init_latents"), np.zeros((4, 5, 8), np.float32), "init latents must be an array (C, 6, 8)"),
+    (("request", "init_latents"), np.full((4, 6, 8), np.nan, np.float32), "init latents must be finite"),
+    (("request", "init_latents"), [[[0.0]]], "init latents has shape list"),
+    (("request", "structure_scale"), 65, "structure scale 65 is out of range [0, 64]"),
+    (("request", "structure_scale"), True, "structure scale must be a whole number, got bool"),
+    (("request", "structure_hold"), 1.5, "structure hold 1.5 must be between 0 and 1"),
     (("request", "evil"), 1, "request has unknown fields ['evil']"),
     (("request", "seed"), KeyError, "request lacks fields ['seed']"),
     (("model", "content_hash"), "ab" * 16, "model hash must be 64 lowercase hex digits"),
@@ -129,7 +168,23 @@ def _with(payload: dict, path: tuple, value):
      "LoRA files do not match the request's LoRAs"),
     (("loras",), "x", "LoRA files must be a list"),
     (("job_id",), "../../etc", "job id must be 1-64 letters"),
-    (("version",), 2, "wire version 2 is not 1"),
+    (("version",), 1, "wire version 1 is not 2"),
+    (("vae",), "/models/vae.safetensors", "VAE must be a mapping, got str"),  # a path instead of a hash
+    (("vae",), {**MODEL, "content_hash": "/models/vae.safetensors"}, "VAE hash must be 64 lowercase hex digits"),
+    (("vae",), {**MODEL, "content_hash": HASH.upper()}, "VAE hash must be 64 lowercase hex digits"),
+    (("vae",), {**MODEL, "content_hash": "sha256:" + HASH[7:]}, "VAE hash must be 64 lowercase hex digits"),
+    (("vae",), {**MODEL, "url": "http://x"}, "VAE has unknown fields ['url']"),
+    (("vae",), {"content_hash": HASH}, "VAE lacks fields"),
+    (("vae",), {**MODEL, "path": b"/x"}, "VAE path must be text, got bytes"),
+    (("unet",), ["/models/unet.safetensors"], "UNet must be a mapping, got list"),
+    (("unet",), {**MODEL, "content_hash": HASH[:-1] + "g"}, "UNet hash must be 64 lowercase hex digits"),
+    (("unet",), {**MODEL, "pickle": True}, "UNet has unknown fields ['pickle']"),
+    (("unet",), KeyError, "job lacks fields ['unet']"),
+    (("threads",), 0, "torch threads 0 is out of range [1, 1024]"),
+    (("threads",), 10**6, "torch threads 1000000 is out of range"),
+    (("threads",), 2.0, "torch threads must be a whole number, got float"),
+    (("threads",), True, "torch threads must be a whole number, got bool"),
+    (("threads",), "2", "torch threads must be a whole number, got str"),
     (("preview_every_s",), -1.0, "preview interval -1.0 must be between 0 and 3600 s"),
     (("request", "loras"), [{"hash": HASH, "unet": 1.0, "text": None}], "LoRA files do not match"),
     (("request", "loras"), [{"hash": "../x", "unet": 1.0, "text": None}], "LoRA hash must be 64 lowercase hex"),

@@ -5,6 +5,7 @@ process stops every Ray process it started); two farm workers of one CPU each ru
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,7 +69,10 @@ class _Head:
              f"--dashboard-port={_free_port()}",
              f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats", f"--temp-dir={self.temp}",
              "--object-store-memory=200000000", "--block"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            # Workers inherit the head's environment: one started with the default model cache
+            # (the CLI's) then caches under this head's temp folder, not the user's ~/.cache.
+            env={**os.environ, "XDG_CACHE_HOME": os.path.join(self.temp, "cache")})
         self.ready = threading.Event()
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -151,6 +156,73 @@ def test_unreachable_address_is_one_line_within_seconds():
     assert not ray.is_initialized()  # nothing was started or connected
 
 
+HOUSE = Path(__file__).resolve().parents[3] / "assets" / "house" / "full"
+HOUSE_REQUEST = GenerationRequest(prompt="a red house by a lake", seed=1234, steps=4, sampler="euler_a", guidance=3.0,
+                                  width=64, height=64)
+
+
+def _needs_house() -> Path:
+    if not (HOUSE / "model_index.json").is_file():
+        pytest.skip("the house model is not installed")
+    return HOUSE
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int):
+    import torch
+
+    own = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(own)
+
+
+def _house_vae_file(path: Path) -> Path:
+    """The house VAE as one standalone .safetensors file, its decoder's output shifted so that
+    renders with it differ visibly from the house model's own VAE."""
+    from inference.formats.safetensors_file import save_tensors
+    from inference.loader import load_vae
+
+    state = {key: value.contiguous() for key, value in load_vae(HOUSE / "vae").state_dict().items()}
+    state["decoder.conv_out.bias"] = state["decoder.conv_out.bias"] + 0.3
+    save_tensors(state, path, metadata={"canvasai.norm_groups": "4"})  # the house VAE's GroupNorm groups
+    return path
+
+
+def test_cli_farm_with_vae_gives_the_local_pixels_on_fewer_threads(head, tmp_path, capsys):
+    """`generate --farm … --vae X` = the local `--vae X` render, bit for bit: the VAE file is shipped
+    by hash, and the one-CPU worker renders with this process's torch thread count."""
+    import torch
+    from PIL import Image
+
+    from inference.cli import main
+
+    _needs_house()
+    assert torch.get_num_threads() >= 2  # the worker's own count is 1: the job must carry ours
+    vae = _house_vae_file(tmp_path / "house_vae.safetensors")
+    common = ["generate", "--prompt", HOUSE_REQUEST.prompt, "--steps", "4", "--seed", "1234", "--width", "64",
+              "--height", "64", "--sampler", "euler_a", "--vae", str(vae)]
+    local, farmed, plain = tmp_path / "local.png", tmp_path / "farm.png", tmp_path / "plain.png"
+    assert main(common + ["--out", str(local)]) == 0
+    assert main(common[:-2] + ["--out", str(plain)]) == 0
+    capsys.readouterr()
+    from inference.farm.connection import _refresh_ray_auth
+
+    _refresh_ray_auth()  # a CLI process reads the head's RAY_AUTH_TOKEN at start; this one imported Ray before
+    started = time.perf_counter()
+    assert main(common + ["--farm", head.address, "--out", str(farmed)]) == 0
+    assert time.perf_counter() - started < 120
+    err = capsys.readouterr().err
+    assert "sampling (w" in err and "locally" not in err, err[-2000:]  # it ran on a farm worker
+    pixels = {name: np.asarray(Image.open(path)) for name, path in (("local", local), ("farm", farmed),
+                                                                     ("plain", plain))}
+    assert np.array_equal(pixels["farm"], pixels["local"])
+    assert (pixels["farm"] != pixels["plain"]).mean() > 0.5  # the VAE file was used
+    assert not ray.is_initialized()  # the CLI disconnected (and stopped its worker)
+
+
 def test_farm_render_equals_local_render_bit_for_bit(farm, model, references):
     assert sorted(farm.worker_names()) == ["w0", "w1"]
     job = FarmJob(REQUEST, ModelSpec.for_path(str(model)), preview_every_s=0)
@@ -228,6 +300,83 @@ def test_variations_fan_out_across_workers(farm, model):
     assert [r.seed for r in results] == [11, 12] and [r.info["seed"] for r in results] == [11, 12]
     assert not np.array_equal(results[0].image, results[1].image)
     assert len(farm.transfers) == shipped
+
+
+@pytest.fixture(scope="module")
+def extra_files(model, tmp_path_factory):
+    """Two standalone VAE files (the model's VAE, decoder output shifted two ways) and a UNet-only
+    diffusers folder (the model's UNet, output shifted), each changing the image."""
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    from inference.formats.safetensors_file import save_tensors
+    from inference.loader import load_vae
+
+    root = tmp_path_factory.mktemp("farm-extras")
+    groups = json.loads((model / "vae" / "config.json").read_text())["norm_num_groups"]
+    state = {key: value.contiguous() for key, value in load_vae(model / "vae").state_dict().items()}
+    files = {}
+    for name, shift in (("vae_a", 0.2), ("vae_b", -0.2)):
+        files[name] = root / f"{name}.safetensors"
+        save_tensors({**state, "decoder.conv_out.bias": state["decoder.conv_out.bias"] + shift}, files[name],
+                     metadata={"canvasai.norm_groups": str(groups)})
+    files["unet"] = root / "unet"
+    shutil.copytree(model / "unet", files["unet"])
+    weights = files["unet"] / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(str(weights))
+    tensors["conv_out.bias"] = tensors["conv_out.bias"] + np.float32(0.5)
+    save_file(tensors, str(weights))
+    return files
+
+
+def test_vae_and_unet_files_are_shipped_once_and_key_the_loaded_model(farm, model, extra_files):
+    from inference.farm.jobs import load_id
+
+    engine = Engine()
+    expected = {name: engine.generate(ModelRef(model, vae_path=path if name != "unet" else None,
+                                               unet_path=path if name == "unet" else None), REQUEST).image
+                for name, path in extra_files.items()}
+    plain = engine.generate(ModelRef(model), REQUEST).image
+    assert all(not np.array_equal(image, plain) for image in expected.values())
+    assert not np.array_equal(expected["vae_a"], expected["vae_b"])
+    base = ModelSpec.for_path(str(model))
+    specs = {name: ModelSpec.for_path(str(path)) for name, path in extra_files.items()}
+    worker, shipped = farm.worker_names()[0], len(farm.transfers)
+    # base+vaeA, base+vaeB, base+vaeA again, base+UNet on one worker: each extra file shipped once,
+    # and never the image of the model loaded for another file (the worker's key includes them).
+    for name in ("vae_a", "vae_b", "vae_a", "unet"):
+        job = FarmJob(REQUEST, base, preview_every_s=None, **{"unet" if name == "unet" else "vae": specs[name]})
+        result = farm.submit(job, worker=worker).result(timeout_s=120)
+        assert np.array_equal(result.image, expected[name]), name
+        assert result.info.get(f"{'unet' if name == 'unet' else 'vae'}_file") == specs[name].name
+    assert [(t["worker"], t["model"]) for t in farm.transfers[shipped:]] == \
+        [(worker, specs[name].content_hash) for name in ("vae_a", "vae_b", "unet")]
+    assert farm.transfers[-1]["bytes"] == sum(p.stat().st_size for p in extra_files["unet"].iterdir())
+    facts = farm.describe()[worker]
+    assert facts["loaded"] == [[load_id(base.content_hash, unet=specs["unet"].content_hash), []]]
+    assert {spec.content_hash for spec in specs.values()} <= set(facts["cached"])
+
+
+def test_a_job_renders_with_the_clients_thread_count(farm):
+    """A one-CPU worker computes on one thread; a job carrying the client's count (2 here) is
+    rendered on as many, so its pixels equal a local 2-thread render bit for bit, and the
+    worker's own count comes back afterwards (the next job, without a count, uses it)."""
+    house = _needs_house()
+    engine = Engine()
+    with _torch_threads(2):
+        two = engine.generate(ModelRef(house), HOUSE_REQUEST).image
+    with _torch_threads(1):
+        one = engine.generate(ModelRef(house), HOUSE_REQUEST).image
+    assert not np.array_equal(one, two)  # sums split over 2 threads round differently (±1, a few pixels)
+    assert int(np.abs(one.astype(int) - two).max()) == 1
+    spec = ModelSpec.for_path(str(house))
+    worker = farm.worker_names()[0]
+    farmed = farm.submit(FarmJob(HOUSE_REQUEST, spec, preview_every_s=None, threads=2), worker=worker)
+    result = farmed.result(timeout_s=120)
+    assert np.array_equal(result.image, two) and result.info["threads"] == 2
+    own = farm.submit(FarmJob(HOUSE_REQUEST, spec, preview_every_s=None), worker=worker).result(timeout_s=120)
+    assert own.info["threads"] == 1 and np.array_equal(own.image, one)
 
 
 def test_cancel_reaches_the_worker_and_stops_within_one_step(farm, model):

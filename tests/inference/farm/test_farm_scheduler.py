@@ -91,3 +91,19 @@ def test_variations_spread_over_idle_workers_and_start_on_the_loaded_one():
     assert place(A_STYLE, [WorkerState("w0"), WorkerState("w1", busy=1, loaded=frozenset({A}))]) == "w1"
     assert place(A_STYLE, [WorkerState("w0", loaded=frozenset({A})), WorkerState("w1", loaded=frozenset({A_STYLE}))]) \
         == "w1"
+
+
+def test_a_separate_vae_is_another_model_in_memory_and_on_disk():
+    from inference.farm.jobs import load_id
+
+    vae_a, vae_b = "d" * 64, "e" * 64
+    with_a, with_b = (load_id(A[0], vae=vae_a), ()), (load_id(A[0], vae=vae_b), ())
+    # base+vaeA loaded is not base+vaeB: the worker with the bare model has no edge over an idle one.
+    assert place(with_b, [WorkerState("w0", loaded=frozenset({with_a})), WorkerState("w1")]) == "w0"
+    assert place(with_b, [WorkerState("w0", busy=1, loaded=frozenset({with_a})), WorkerState("w1")]) == "w1"
+    assert place(with_a, [WorkerState("w0", busy=1, loaded=frozenset({with_a})), WorkerState("w1")]) == "w0"
+    # On disk, only a worker with the model *and* the VAE saves a transfer.
+    assert place(with_a, [WorkerState("w0", cached=frozenset({A[0]})),
+                          WorkerState("w1", cached=frozenset({A[0], vae_a}))]) == "w1"
+    assert place(with_a, [WorkerState("w0", cached=frozenset({A[0], vae_b})),
+                          WorkerState("w1", cached=frozenset({vae_a}))]) == "w0"  # neither has both: by name
