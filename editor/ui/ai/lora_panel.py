@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMenu,
@@ -117,8 +118,19 @@ class LoraPanel(QGroupBox):
         self.picker.setMinimumWidth(260)
         self.picker.itemActivated.connect(self._on_picked)
         self.picker.itemClicked.connect(self._on_picked)
+        # A folder of hundreds of LoRAs: type words of the name to narrow the list.
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search LoRAs…")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self.apply_search)
+        picker_box = QWidget()
+        picker_col = QVBoxLayout(picker_box)
+        picker_col.setContentsMargins(4, 4, 4, 4)
+        picker_col.setSpacing(4)
+        picker_col.addWidget(self.search)
+        picker_col.addWidget(self.picker)
         action = QWidgetAction(self.menu)
-        action.setDefaultWidget(self.picker)
+        action.setDefaultWidget(picker_box)
         self.menu.addAction(action)
         self.menu.aboutToShow.connect(self.fill_picker)
         self.add_button.setMenu(self.menu)
@@ -167,6 +179,18 @@ class LoraPanel(QGroupBox):
             self.picker.addItem(item)
         rows = min(self.picker.count(), 8)
         self.picker.setFixedHeight(rows * (PICKER_THUMB + 6) + 6)
+        self.apply_search(self.search.text())
+
+    def apply_search(self, text: str) -> None:
+        """Show the picker's LoRAs whose name (or path) holds every word typed, in any case."""
+        words = text.lower().split()
+        for index in range(self.picker.count()):
+            item = self.picker.item(index)
+            path = item.data(Qt.ItemDataRole.UserRole)
+            if not path:  # the "no LoRAs" line
+                continue
+            haystack = f"{item.text()} {path}".lower()
+            item.setHidden(not all(word in haystack for word in words))
 
     def _on_picked(self, item: QListWidgetItem) -> None:
         path = item.data(Qt.ItemDataRole.UserRole)

@@ -88,6 +88,11 @@ def test_add_weight_toggle_and_trigger_word_reach_the_engine(models, qtbot):
     lp.fill_picker()
     names = {lp.picker.item(i).text() for i in range(lp.picker.count())}
     assert names == {"ink_style", "detail", "lcm-lora-sdv1-5"}  # the final model's family only
+    lp.search.setText("INK sty")  # words of the name, any case
+    shown = {lp.picker.item(i).text() for i in range(lp.picker.count()) if not lp.picker.item(i).isHidden()}
+    assert shown == {"ink_style"}
+    lp.search.clear()
+    assert not any(lp.picker.item(i).isHidden() for i in range(lp.picker.count()))
     ink_item = next(lp.picker.item(i) for i in range(lp.picker.count()) if lp.picker.item(i).text() == "ink_style")
     colour = ink_item.icon().pixmap(48, 48).toImage().pixelColor(24, 24)
     assert (colour.red(), colour.green(), colour.blue()) == (30, 90, 200)  # ink_style.preview.png
