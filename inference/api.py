@@ -1,4 +1,5 @@
-"""The engine's public, torch-free surface: requests, results, modes, samplers, defaults, model facts.
+"""The engine's public, torch-free surface: requests, results, modes, samplers, defaults, model facts,
+model downloads.
 
 The editor, the CLI and the render farm import this module (and the engine facade,
 `inference.engine`) and nothing else of the engine, so a UI process, a farm client or a test can
@@ -9,6 +10,11 @@ from __future__ import annotations
 
 from .defaults import (DEFAULT_GUIDANCE, DEFAULT_IMG2IMG_STRENGTH, DEFAULT_SAMPLER, DEFAULT_STEPS, MAX_GUIDANCE,
                        MAX_SIDE, MAX_STEPS, SEED_MAX)
+# Downloading a model by URL into a library folder (stdlib only): the editor's File ▸ Download model…
+# and the CLI share one implementation, and the checks a dialog runs before starting it.
+from .download import DownloadError, DownloadResult, check_sha256, download_file
+from .download import check_filename as check_model_filename
+from .download import check_url as check_download_url
 # The model library (the LoRAs of the editor's model folders) and the speed-LoRA presets (Live's
 # "FINAL + speed LoRA" preview models), both torch-free.
 from .library import LibraryEntry, ModelLibrary, default_cache_path
@@ -27,8 +33,10 @@ from .seams import seam_correct
 __all__ = [
     "DEFAULT_GUIDANCE", "DEFAULT_IMG2IMG_STRENGTH", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "MAX_GUIDANCE", "MAX_SIDE",
     "MAX_STEPS", "OUTPAINT_STRENGTH", "SAMPLERS", "SEED_MAX", "SPACINGS",
-    "GenerationRequest", "GenerationResult", "LibraryEntry", "LoraSpec", "Mode", "ModelInfo", "ModelLibrary",
+    "DownloadError", "DownloadResult", "GenerationRequest", "GenerationResult", "LibraryEntry", "LoraSpec", "Mode",
+    "ModelInfo", "ModelLibrary",
     "Preset", "SamplerInfo", "SpeedPreset", "default_cache_path", "recognise_speed_lora",
-    "as_mask_array", "as_rgb_array", "check_sampler", "extend_canvas", "fill_empty", "outpaint_request", "read_model_info",
+    "as_mask_array", "as_rgb_array", "check_download_url", "check_model_filename", "check_sampler", "check_sha256",
+    "download_file", "extend_canvas", "fill_empty", "outpaint_request", "read_model_info",
     "sampler_for_scheduler_class", "seam_change_map", "seam_correct", "validate_request",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QGuiApplication, QIcon, QKeySequence
@@ -35,6 +35,9 @@ from .session import EditorSession
 from .status import StatusInfo
 from .tool_options import ToolOptionsPanel
 from .tools import TOOL_SPECS
+
+if TYPE_CHECKING:
+    from .download_dialog import DownloadDialog
 
 APP_TITLE = "CanvasAI"
 APP_ID = "io.github.canvasai.CanvasAI"  # the .desktop file / AppStream id (packaging/linux)
@@ -223,6 +226,9 @@ class MainWindow(QMainWindow):
         f.addAction(a("export", "&Export…", self.files.export_dialog, "Ctrl+Shift+E",
                       "Write a flattened PNG, JPEG or WebP"))
         f.addSeparator()
+        f.addAction(a("download_model", "Download &Model…", self.download_model_dialog,
+                      tip="Download a model file by URL into a model folder (resumable, SHA-256 checked)"))
+        f.addSeparator()
         f.addAction(a("quit", "&Quit", self.close, QKeySequence.StandardKey.Quit))
 
         e = mb.addMenu("&Edit")
@@ -361,6 +367,12 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot change the canvas size", str(exc))
             return False
         return True
+
+    def download_model_dialog(self) -> "DownloadDialog":
+        """File ▸ Download Model…: the non-modal dialog (editor.ui.download_dialog), returned for tests."""
+        from .download_dialog import open_download_dialog  # loaded on first use, like the dialog itself
+
+        return open_download_dialog(self)
 
     def preferences_dialog(self) -> None:
         dlg = PreferencesDialog(self.settings, self)
@@ -519,6 +531,8 @@ class MainWindow(QMainWindow):
         self.ai.shutdown()
         self.queue_panel.detach()
         self.farm.close()  # stops this editor's farm workers and disconnects (nothing if never used)
+        if getattr(self, "download_dialog", None) is not None:
+            self.download_dialog.cancel()  # a running download stops; its .part stays for a resume
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode("ascii")
         self.settings.window_state = bytes(self.saveState().toBase64()).decode("ascii")
         self.settings.stroke_smoothing = self.session.smoothing
