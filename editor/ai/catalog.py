@@ -29,7 +29,8 @@ HOUSE_FOLDERS = {HOUSE_PREVIEW: "preview", HOUSE_FULL: "full"}
 HOUSE_LABELS = {HOUSE_PREVIEW: "House preview (fast)", HOUSE_FULL: "House full"}
 HOUSE_NATIVE = 128  # the house model's training size (its family's default, 512, would be wrong)
 HOUSE_NOTES = "house.json"  # written by training.house.export: native size, steps, guidance
-CHECKPOINT_SUFFIXES = (".safetensors",)
+# .gguf and .sft: FLUX.1 transformer files (quantised GGUF, BFL's first uploads), run with their companions.
+CHECKPOINT_SUFFIXES = (".safetensors", ".gguf", ".sft")
 # Steps for live previews of a model that recommends none: few-step models
 # (LCM, Turbo, the house preview) look right at 1-4, others look rough but
 # show composition, which is what a preview is for.
@@ -61,6 +62,9 @@ class ModelFacts:
     sampler: Optional[str] = None
     format: str = ""  # "diffusers" for a folder, "safetensors" for a single file
     conditioning: Optional[tuple] = None  # (cross-attention width, SDXL text_time size): what a UNet must share
+    variant: str = ""  # "base", "inpaint", FLUX's "fill" / "kontext"
+    quantisation: str = ""  # FLUX: "fp8", "GGUF Q4_K", "bf16"... (the pickers say what runs)
+    warnings: tuple = ()  # the engine's notes (a FLUX transformer file's missing companions)
 
     @property
     def runnable(self) -> bool:
@@ -71,6 +75,9 @@ class ModelFacts:
         what = self.family_description or self.family or "model"
         folder = self.kind == "diffusers" or self.format == "diffusers"
         kind = "diffusers folder" if folder else self.kind
+        if self.family.startswith("flux"):  # "FLUX.1 [dev] · fp8 · single file · 11.9 GB"
+            kind = "diffusers folder" if folder else "single file"  # a GGUF says so in its quantisation
+            return " · ".join(filter(None, (what, self.quantisation, kind, format_size(self.size_bytes))))
         return f"{what} {kind} · {format_size(self.size_bytes)}"
 
 
@@ -150,6 +157,7 @@ def inspect_model_file(path: str | Path) -> ModelFacts:
     except OSError as exc:
         raise ModelRefused(f"{path.name} cannot be read ({exc.strerror or exc})") from None
     preset = getattr(info, "preset", None)
+    dtypes = tuple(getattr(info, "dtypes", ()) or ())
     return ModelFacts(
         kind=str(getattr(info, "kind", "unknown")), family=str(getattr(info, "family", "") or ""),
         family_description=str(getattr(info, "family_description", "") or ""),
@@ -158,12 +166,33 @@ def inspect_model_file(path: str | Path) -> ModelFacts:
         steps=_number(getattr(preset, "steps", None), int), guidance=_number(getattr(preset, "guidance", None), float),
         sampler=getattr(preset, "sampler", None), format=str(getattr(info, "format", "") or ""),
         conditioning=(getattr(info, "context_dim", None), getattr(info, "adm_in_channels", None)),
+        variant=str(getattr(info, "variant", "") or ""), quantisation=quantisation_name(dtypes),
+        warnings=tuple(str(w) for w in getattr(info, "warnings", ()) or ()),
     )
+
+
+_QUANT_NAMES = {"F8_E4M3": "fp8", "F8_E5M2": "fp8", "BF16": "bf16", "F16": "fp16", "F32": "fp32"}
+
+
+def quantisation_name(dtypes: Iterable[str]) -> str:
+    """The storage that matters for speed and quality: GGUF quant types first, then the narrowest
+    float ("F32" norms beside fp8 matrices do not make a model fp32)."""
+    dtypes = list(dtypes)
+    quants = sorted({d for d in dtypes if d.upper().startswith(("Q", "IQ"))})
+    if quants:
+        return "GGUF " + "/".join(quants)
+    for raw, name in _QUANT_NAMES.items():
+        if raw in dtypes:
+            return name
+    return ""
 
 
 def check_runnable(path: str | Path) -> ModelFacts:
     """:func:`inspect_model_file`, also refusing parts of a model (VAE, LoRA...)."""
     facts = inspect_model_file(path)
+    if facts.family.startswith("flux") and not facts.runnable and facts.warnings:
+        # A FLUX transformer file without its VAE / text encoders beside it: the engine's one line says which.
+        raise ModelRefused(facts.warnings[0].splitlines()[0])
     if not facts.runnable:
         name = Path(path).name
         raise ModelRefused(f"{name} is {KIND_WORDS.get(facts.kind, KIND_WORDS['unknown'])}")
@@ -351,6 +380,11 @@ def inspected_entry(path: str) -> ModelEntry:
     return ModelEntry(entry.id, entry.label, entry.path, entry.native_resolution or facts.native_resolution,
                       entry.steps or facts.steps, entry.guidance if entry.guidance is not None else facts.guidance,
                       "", facts.summary())
+
+
+def is_flux_without_companions(facts: ModelFacts) -> bool:
+    """A FLUX transformer file the engine reports as a part ("unet"): it is not a UNet for a base model."""
+    return facts.family.startswith("flux") and not facts.runnable
 
 
 def inspected_unet_entry(unet_path: str, base_id: str) -> ModelEntry:

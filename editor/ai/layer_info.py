@@ -11,7 +11,7 @@ import json
 GENERATOR = "canvasai"
 
 MODE_WORDS = {"txt2img": "Generate", "img2img": "Prompt edit", "inpaint": "Inpaint selection",
-              "outpaint": "Expand"}
+              "outpaint": "Expand", "kontext": "Edit with Kontext"}
 
 
 def is_generated(attributes: dict[str, str]) -> bool:

@@ -10,6 +10,7 @@ a selection inside the frame       inpaint      Inpaint selection
 past the canvas                    outpaint     Expand
 partly empty, inside the canvas    outpaint     Fill empty area
 opaque content, no selection       img2img      Prompt edit
+  ... with a FLUX Kontext final    kontext      Edit with Kontext
 =================================  ===========  ====================
 
 A selection wins over transparency because it is the user's explicit
@@ -47,6 +48,9 @@ class EditMode(str, Enum):
     IMG2IMG = "img2img"
     INPAINT = "inpaint"
     OUTPAINT = "outpaint"
+    # The frame's picture is FLUX Kontext's reference, the prompt an edit instruction; the image is
+    # made from noise (editor.ai.flux.adjust_decision turns img2img into this for a Kontext model).
+    KONTEXT = "kontext"
 
     @property
     def label(self) -> str:
@@ -58,6 +62,7 @@ MODE_LABELS = {
     EditMode.IMG2IMG: "Prompt edit",
     EditMode.INPAINT: "Inpaint selection",
     EditMode.OUTPAINT: "Expand",
+    EditMode.KONTEXT: "Edit with Kontext",
 }
 
 

@@ -20,7 +20,8 @@ from editor.document.geometry import Rect
 from inference.api import OUTPAINT_STRENGTH as OUTPAINT_ENGINE_STRENGTH
 from inference.api import GenerationRequest, seam_change_map, seam_correct
 
-from .frame import Fit, GenerationFrame, ResolutionMap
+from . import flux
+from .frame import Fit, GenerationFrame, ResolutionMap, model_size
 from .inpaint import InpaintSettings, colour_match, compose, layer_rgba, model_mask, plan_inpaint
 from .loras import ATTRIBUTE as LORA_ATTRIBUTE
 from .loras import LoraItem, decode_loras, encode_loras, lora_specs
@@ -28,7 +29,8 @@ from .modes import EditMode, detect_mode_in_document
 from .outpaint import Prefill, expand_crop, flatten_for_model, plan_outpaint
 
 SEED_RANGE = 2**32
-DEFAULT_STRENGTH = {EditMode.TXT2IMG: 1.0, EditMode.IMG2IMG: 0.6, EditMode.INPAINT: 1.0, EditMode.OUTPAINT: 1.0}
+DEFAULT_STRENGTH = {EditMode.TXT2IMG: 1.0, EditMode.IMG2IMG: 0.6, EditMode.INPAINT: 1.0, EditMode.OUTPAINT: 1.0,
+                    EditMode.KONTEXT: 1.0}
 # Outpainting with an ordinary (4-channel) model: strength 1 would throw the pre-fill away, so the
 # new area starts from the pre-fill noised to the engine's measured outpainting strength instead.
 # 9-channel inpainting models see the masked image directly and keep 1.0.
@@ -80,7 +82,7 @@ class EditRequest:
         return self.preview_model if self.quality == "preview" else self.final_model
 
     def strength_for(self, mode: EditMode, inpaint_model: bool = True) -> float:
-        if mode == EditMode.TXT2IMG:
+        if mode in (EditMode.TXT2IMG, EditMode.KONTEXT):  # Kontext edits from noise (its reference keeps the picture)
             return 1.0
         value = DEFAULT_STRENGTH[mode] if self.strength is None else float(self.strength)
         if self.strength is None and mode == EditMode.OUTPAINT and not inpaint_model:
@@ -119,6 +121,8 @@ class GenerationPlan:
     engine_requests: list[GenerationRequest]
     key: str  # hash of the exact inputs (live preview skips repeats)
     refined: bool = False  # a refine pass over a preview
+    reference: Optional[np.ndarray] = None  # RGB (crop): FLUX Kontext's reference image (the frame's picture)
+    status: str = ""  # progress text instead of "Generating" ("Inpainting with FLUX.1 Fill")
 
     @property
     def frame(self) -> Rect:
@@ -184,8 +188,8 @@ def engine_recipe(request: EditRequest) -> tuple[tuple, str, Optional[str]]:
 
 
 def _engine_requests(request: EditRequest, seeds: list[int], rmap: ResolutionMap, init: Optional[np.ndarray],
-                     mask: Optional[np.ndarray], strength: float,
-                     change_map: Optional[np.ndarray] = None) -> list[GenerationRequest]:
+                     mask: Optional[np.ndarray], strength: float, change_map: Optional[np.ndarray] = None,
+                     reference: Optional[np.ndarray] = None) -> list[GenerationRequest]:
     steps = steps_for(request.steps, strength, init is not None)
     loras, sampler, spacing = engine_recipe(request)
     return [
@@ -194,7 +198,7 @@ def _engine_requests(request: EditRequest, seeds: list[int], rmap: ResolutionMap
             sampler=sampler, timestep_spacing=spacing, guidance=float(request.guidance),
             width=rmap.model_width, height=rmap.model_height, init_image=init, strength=strength, mask=mask,
             paste_back=False,  # we compose ourselves (colour match, blend band, alpha)
-            change_map=change_map, loras=loras,
+            change_map=change_map, loras=loras, reference_image=reference,
         )
         for seed in seeds
     ]
@@ -203,8 +207,11 @@ def _engine_requests(request: EditRequest, seeds: list[int], rmap: ResolutionMap
 def _finish_plan(request: EditRequest, mode: EditMode, model_id: str, crop: Rect, canvas_size: tuple[int, int],
                  original: np.ndarray, source: Optional[np.ndarray], denoise: Optional[np.ndarray],
                  weights: Optional[np.ndarray], ring: Optional[np.ndarray], native: int, strength: float,
-                 seeds: list[int], refined: bool = False, soft_seam: bool = False) -> GenerationPlan:
-    rmap = ResolutionMap.for_size(crop.w, crop.h, native, request.fit)
+                 seeds: list[int], refined: bool = False, soft_seam: bool = False,
+                 reference: Optional[np.ndarray] = None) -> GenerationPlan:
+    # FLUX needs 16-pixel sizes (8x VAE, 2x2 patches); SD 8.
+    grid = flux.size_grid(flux.family_of(model_id))
+    rmap = ResolutionMap(crop.w, crop.h, *model_size(crop.w, crop.h, native, request.fit, grid=grid))
     init = rmap.to_model(source) if source is not None else None
     mask = model_mask(denoise, rmap) if denoise is not None else None
     if init is not None and mask is not None and not mask.any():
@@ -212,16 +219,19 @@ def _finish_plan(request: EditRequest, mode: EditMode, model_id: str, crop: Rect
     # Outpainting with latent blending: the new pixels near the seam stay on the pre-fill's
     # trajectory for the early steps (inference.outpaint.seam_change_map), so the horizon carries over.
     change_map = seam_change_map(mask) if soft_seam and mask is not None else None
-    engine_requests = _engine_requests(request, seeds, rmap, init, mask, strength, change_map)
+    model_reference = rmap.to_model(reference) if reference is not None else None
+    engine_requests = _engine_requests(request, seeds, rmap, init, mask, strength, change_map, model_reference)
     key = _hash_inputs(
         mode.value, model_id, crop, rmap, strength, seeds, refined, request.prompt, request.negative_prompt,
         request.steps, request.guidance, request.sampler, request.timestep_spacing, request.inpaint,
         request.prefill, request.seam, original, source if refined else None, denoise, engine_recipe(request),
+        grid,
     )
     return GenerationPlan(
         request=request, mode=mode, label="Refine" if refined else mode.label, model_id=model_id, crop=crop,
         canvas_size=canvas_size, original=original, source=source, denoise=denoise, weights=weights, ring=ring,
         rmap=rmap, strength=strength, engine_requests=engine_requests, key=key, refined=refined,
+        reference=reference,
     )
 
 
@@ -238,9 +248,15 @@ def build_plan(document, request: EditRequest, native_resolution: int, *,
     canvas = document.canvas_rect
     canvas_size = (document.width, document.height)
     decision = None if request.mode else detect_mode_in_document(document, frame)
+    model_id = model_id or request.model_id
+    family = flux.family_of(model_id)
+    if decision is not None:  # a Kontext model edits the picture rather than redrawing it
+        decision = flux.adjust_decision(decision, family)
+    # A FLUX Fill model sees the masked picture like a 9-channel UNet does (its 384 input channels
+    # are not 9): new areas start from noise, not from the pre-fill.
+    inpaint_model = inpaint_model or family == flux.FILL
     mode = request.mode or decision.mode
     blank = decision is not None and decision.blank  # a plain background: painted over, not kept
-    model_id = model_id or request.model_id
     strength = request.strength_for(mode, inpaint_model)
     seeds = request.seeds()
 
@@ -268,6 +284,9 @@ def build_plan(document, request: EditRequest, native_resolution: int, *,
             return _finish_plan(request, mode, model_id, crop, canvas_size, original, None, None, None, None,
                                 native_resolution, 1.0, seeds)
     source = flatten_for_model(original, request.prefill)
+    if mode == EditMode.KONTEXT:  # the picture is the reference; the new image starts from noise
+        return _finish_plan(request, mode, model_id, crop, canvas_size, original, None, None, None, None,
+                            native_resolution, 1.0, seeds, reference=source)
     if mode == EditMode.IMG2IMG:
         return _finish_plan(request, mode, model_id, crop, canvas_size, original, source, None, None, None,
                             native_resolution, strength, seeds)
@@ -298,7 +317,7 @@ def refine_plan(plan: GenerationPlan, preview: GeneratedImage, native_resolution
     request = (request or plan.request).replace(frame=plan.request.frame)
     refined = _finish_plan(request, plan.mode, model_id, plan.crop, plan.canvas_size, plan.original, on_canvas,
                            plan.denoise, plan.weights, plan.ring, native_resolution, strength,
-                           list(seeds) if seeds else [preview.seed], refined=True)
+                           list(seeds) if seeds else [preview.seed], refined=True, reference=plan.reference)
     if latents and preview.latents is not None:
         refined.engine_requests = [_from_latents(r, preview.latents, structure_scale, structure_hold)
                                    for r in refined.engine_requests]

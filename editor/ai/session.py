@@ -35,6 +35,7 @@ from typing import Callable, Optional
 from editor.document.geometry import Rect
 from editor.document.signals import Signal
 
+from . import flux, flux_route
 from .catalog import engine_model_id
 from .engine import shares_latents
 from .frame import GRID, GenerationFrame, snap_down
@@ -80,10 +81,10 @@ def default_frame(document) -> GenerationFrame:
 def progress_text(progress: JobProgress, refining: bool) -> str:
     """"Refining · step 3/10 (50 % of 20 steps)": the real step count, and why
     it is smaller than Steps when only part of the schedule runs (img2img)."""
-    what = "Refining the preview" if refining else "Generating"
+    plan = progress.job.plan
+    what = plan.status if plan is not None and plan.status else "Refining the preview" if refining else "Generating"
     count = f" {progress.variation + 1}/{progress.variations}" if progress.variations > 1 else ""
     text = f"{what}{count} · step {progress.step}/{progress.total}"
-    plan = progress.job.plan
     if plan is not None and progress.total < plan.request.steps:
         text += f" ({plan.strength * 100:.0f} % of {plan.request.steps} steps)"
     return text
@@ -104,6 +105,7 @@ class AISession:
                  engine_for: Callable[[tuple[str, ...]], tuple[object, str]],
                  preview_settings: Callable[[str], tuple[Optional[int], Optional[float]]] = lambda _m: (None, None),
                  partial_denoise: Callable[[str], bool] = lambda _m: True,
+                 fill_model: Callable[[str], Optional[str]] = lambda _final: None,
                  rng: Optional[random.Random] = None) -> None:
         self.document = document
         self.request = request
@@ -131,6 +133,7 @@ class AISession:
         self._engine_for = engine_for
         self._preview_settings = preview_settings
         self._partial_denoise = partial_denoise
+        self._fill_model = fill_model  # final id -> the FLUX Fill model that repaints its masks, if any
         self._rng = rng or random.Random()
         self._links: list[tuple[Signal, Callable]] = []
 
@@ -236,6 +239,8 @@ class AISession:
         rgba = self.document.render(rect)
         selection = self.document.selection.region(rect)
         decision = detect_mode(rgba, selection, off_canvas=not self.document.canvas_rect.contains_rect(rect))
+        decision = flux.adjust_decision(decision, flux.family_of(self.request.final_model),
+                                        flux.family_of(self.request.preview_model))
         if self.mode is None or decision != self.mode:
             self.mode = decision
             self.mode_changed.emit(decision)
@@ -288,11 +293,18 @@ class AISession:
                 self._links.append((signal, forward))
         return True
 
+    def _final_ids(self) -> tuple[str, ...]:
+        """The final model, and the FLUX Fill model its masks go to (the engine must know both)."""
+        fill = self._fill_model(self.request.final_model)
+        return (self.request.final_model,) + ((fill,) if fill else ())
+
     def configure_live(self) -> None:
         """The preview model's own steps and guidance (a distilled one-step model runs without CFG)."""
         if self.live is None:
             return
         steps, guidance = self._preview_settings(self.request.preview_model)
+        # FLUX previews at a few steps (schnell: 2, without guidance).
+        steps, guidance = flux.live_settings(flux.family_of(self.request.preview_model), steps, guidance)
         # "FINAL + speed LoRA" runs on the final model's engine entry (one checkpoint in memory):
         # its LoRA and sampler come with the request (EditRequest.preview_loras).
         self.live.model_id = engine_model_id(self.request.preview_model)
@@ -351,8 +363,16 @@ class AISession:
     def _update_live(self) -> None:
         if not self.live_enabled or self.live is None or self.live_paused:
             return
+        preview_family = flux.family_of(self.request.preview_model)
+        if not flux.live_shows(self.mode, preview_family):
+            self.live.stop()  # a Kontext edit without a Kontext preview model: nothing to show (the reason says so)
+            if self.live_image is not None:
+                self.live_image = None
+                self.overlay_changed.emit()
+            return
         try:
-            self.live.update(self.document, self.current_request())
+            request = self.current_request().replace(mode=flux.live_mode(self.mode, preview_family))
+            self.live.update(self.document, request)
             current = self.live.current_frame
             if self.live_image is None and current is not None and not self._frame_is_stale(current):
                 self.live_image = current.image  # back to inputs already rendered (an undo): show that frame
@@ -398,6 +418,8 @@ class AISession:
         if frame is None or not self.live_enabled or self.live_image is not frame.image or not self.live.idle:
             return False
         shown, wanted = frame.request, self.current_request()
+        if self.mode is not None and frame.plan.mode != self.mode.mode:
+            return False  # e.g. a prompt-edit preview under a Kontext final: not what Generate makes
         return (shown.frame == wanted.frame and shown.prompt == wanted.prompt
                 and shown.negative_prompt == wanted.negative_prompt and shown.seed == wanted.seed
                 and shown.loras == wanted.loras
@@ -414,7 +436,7 @@ class AISession:
         if self.document.stroke_active:
             return None
         self.clear_error()
-        if not self._ensure_service((self.request.final_model,)):
+        if not self._ensure_service(self._final_ids()):
             return None
         if self.live_enabled and not self.live_paused:
             self.poll()  # submit any change still waiting for the poll timer
@@ -448,19 +470,23 @@ class AISession:
             request = self.current_request().replace(quality="final")
             if not self.request.seed_locked:
                 request = request.replace(seed=self.randomize_seed())
-            job = self.service.submit_edit(self.document, request)
+            job = flux_route.submit_final(self.service, self.document, request, self._fill_model(final_id))
         self.staging.discard()
         self.final_job = job
         self.waiting_for_preview = False
         self.progress_fraction = 0.0
         self.busy_changed.emit(True)
-        self.progress_changed.emit(0.0, "Refining the preview…" if self.refining else "Starting…")
+        status = job.plan.status if job.plan is not None else ""
+        self.progress_changed.emit(0.0, f"{status}…" if status else "Refining the preview…" if self.refining
+                                   else "Starting…")
         self.overlay_changed.emit()
         return job
 
     def _refine(self, final_id: str) -> Job:
         frame = self.live.last_frame
         guidance = self.request.guidance if REFINE_GUIDANCE is None else REFINE_GUIDANCE
+        final_id, guidance, status = flux_route.refine_target(frame.plan, final_id, self._fill_model(final_id),
+                                                              guidance, self.request.guidance)
         request = frame.request.replace(quality="final", final_model=final_id, steps=self.request.steps,
                                         guidance=guidance, sampler=self.request.sampler,
                                         variations=self.request.variations)
@@ -469,6 +495,7 @@ class AISession:
                            request=request, seeds=request.seeds(),
                            latents=shares_latents(self.engine, frame.plan.model_id, engine_model_id(final_id)),
                            structure_scale=REFINE_STRUCTURE_SCALE, structure_hold=REFINE_HOLD)
+        plan.status = status
         return self.service.submit(plan)
 
     def cancel(self) -> bool:
@@ -488,7 +515,8 @@ class AISession:
 
     def on_job_started(self, job: Job, loading: str = "") -> None:
         if job is self.final_job:
-            text = "Refining the preview…" if self.refining else "Generating…"
+            status = job.plan.status if job.plan is not None else ""
+            text = f"{status}…" if status else "Refining the preview…" if self.refining else "Generating…"
             self.progress_changed.emit(0.0, f"Loading {loading}…" if loading else text)
 
     def on_job_progress(self, progress: JobProgress) -> None:
@@ -583,7 +611,7 @@ class AISession:
         own mode (a txt2img layer is not turned into a prompt edit of itself)."""
         if self.busy or self.document.stroke_active:
             return None
-        if not self._ensure_service((self.request.final_model,)):
+        if not self._ensure_service(self._final_ids()):
             return None
         from .modes import EditMode
 
@@ -594,7 +622,8 @@ class AISession:
             self.live.stop()
         self.staging.discard()
         self.refining = False
-        self.final_job = self.service.submit_edit(self.document, request)
+        self.final_job = flux_route.submit_final(self.service, self.document, request,
+                                                 self._fill_model(request.final_model))
         self.progress_fraction = 0.0
         self.busy_changed.emit(True)
         self.progress_changed.emit(0.0, "Starting…")

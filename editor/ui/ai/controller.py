@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from editor.ai import catalog
+from editor.ai import catalog, flux
 from editor.ai import loras as lora_list
 from editor.ai.frame import GenerationFrame
 from editor.ai.request import EditRequest
@@ -85,7 +85,8 @@ class AIController(QObject):
             preview_model=settings.preview_model, final_model=settings.final_model,
         )
         self.ai = AISession(session.document, request, post=self.relay.post, engine_for=self._engine_for,
-                            preview_settings=self._preview_settings, partial_denoise=self._partial_denoise, rng=rng)
+                            preview_settings=self._preview_settings, partial_denoise=self._partial_denoise,
+                            fill_model=self.fill_model, rng=rng)
         for name in ("frame_changed", "mode_changed", "overlay_changed", "progress_changed", "progress_preview",
                      "message", "busy_changed", "live_changed", "live_stats_changed", "staging_changed",
                      "request_changed"):
@@ -169,6 +170,14 @@ class AIController(QObject):
         entry = self.entries.get(model_id) or self.entry(model_id)
         return entry.steps or catalog.DEFAULT_PREVIEW_STEPS, entry.guidance
 
+    def fill_model(self, final_id: str) -> Optional[str]:
+        """The FLUX Fill model of the library (the catalog's scan) that repaints a FLUX final's masks."""
+        return flux.fill_model(list(self.entries.values()), final_id, self.lora_library.library.entries)
+
+    def guidance_control(self) -> flux.GuidanceControl:
+        """Label, tooltip and state of the panel's guidance control for the final model."""
+        return flux.guidance_control(flux.family_of(self.ai.request.final_model))
+
     def _partial_denoise(self, model_id: str) -> bool:
         return (self.entries.get(model_id) or self.entry(model_id)).partial_denoise
 
@@ -214,7 +223,8 @@ class AIController(QObject):
         """"Add model…": inspect the file or folder now (family, kind, size) and
         pick it, or refuse it with the reason — never keep a file that cannot run."""
         try:
-            if catalog.inspect_model_file(path).kind == "unet":
+            facts = catalog.inspect_model_file(path)
+            if facts.kind == "unet" and not catalog.is_flux_without_companions(facts):
                 # A UNet-only file (Lightning, Hyper-SD, DMD2) runs on the current final model's
                 # VAE and text encoders.
                 base_id = self.ai.request.final_model if "ai" in self.__dict__ else self.settings.final_model

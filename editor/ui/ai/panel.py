@@ -96,6 +96,8 @@ class AIPanel(QWidget):
         self.guidance.setDecimals(1)
         self.guidance.setKeyboardTracking(False)
         self.guidance.setToolTip(GUIDANCE_TIP)
+        self.guidance_label = QLabel("Guidance")  # "Guidance (distilled)" for FLUX dev (_sync_guidance)
+        self.guidance_label.setToolTip(GUIDANCE_TIP)
         self.strength = QSpinBox()
         self.strength.setRange(0, 100)
         self.strength.setSuffix(" %")
@@ -207,7 +209,7 @@ class AIPanel(QWidget):
         settings.addLayout(seed_row, 0, 1, 1, 3)
         settings.addWidget(QLabel("Steps"), 1, 0)
         settings.addWidget(self.steps, 1, 1)
-        settings.addWidget(QLabel("Guidance"), 1, 2)
+        settings.addWidget(self.guidance_label, 1, 2)
         settings.addWidget(self.guidance, 1, 3)
         settings.addWidget(QLabel("Strength"), 2, 0)
         settings.addWidget(self.strength, 2, 1)
@@ -364,6 +366,19 @@ class AIPanel(QWidget):
             self._select_model(self.final_model, r.final_model)
         finally:
             self._syncing = False
+        self._sync_guidance()
+
+    def _sync_guidance(self) -> None:
+        """FLUX dev embeds guidance (not CFG): say so; schnell ignores it: grey the control out."""
+        control = getattr(self.controller, "guidance_control", None)
+        if control is None:
+            return
+        state = control()
+        tip = state.tooltip or GUIDANCE_TIP
+        self.guidance_label.setText(state.label)
+        for widget in (self.guidance_label, self.guidance):
+            widget.setToolTip(tip)
+        self.guidance.setEnabled(state.enabled)
 
     def _fill_models(self) -> None:
         c = self.controller
@@ -378,6 +393,7 @@ class AIPanel(QWidget):
                 combo.setItemData(combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
             self._select_model(combo, current)
             combo.blockSignals(False)
+        self._sync_guidance()
 
     @staticmethod
     def _select_model(combo: QComboBox, model_id: str) -> None:
@@ -525,7 +541,7 @@ class AIPanel(QWidget):
     # ------------------------------------------------------------- models
     def choose_model_file(self) -> str:
         path, _ = QFileDialog.getOpenFileName(self, "Add a model checkpoint", "",
-                                              "Checkpoints (*.safetensors);;All files (*)")
+                                              "Checkpoints (*.safetensors *.gguf *.sft);;All files (*)")
         return path
 
     def choose_model_folder(self) -> str:

@@ -45,7 +45,8 @@ def test_mode_table(alpha, selection, off_canvas, mode):
 
 
 def test_labels_are_human():
-    assert {m.label for m in EditMode} == {"Generate", "Prompt edit", "Inpaint selection", "Expand"}
+    assert {m.label for m in EditMode} == {"Generate", "Prompt edit", "Inpaint selection", "Expand",
+                                           "Edit with Kontext"}  # FLUX Kontext (issue 18)
 
 
 def test_a_plain_background_counts_as_empty():
