@@ -82,3 +82,24 @@ def randomise_adapter(model: nn.Module, seed: int, markers: tuple[str, ...], str
         for name, param in model.named_parameters():
             if any(marker in name for marker in markers):
                 param.copy_(torch.randn(param.shape, generator=generator) * strength)
+
+
+# kohya sd-scripts (networks/lora.py) for SD1/SD2: LoRA on every Linear / 1×1 Conv2d inside these
+# diffusers-named UNet blocks, and with `conv_dim` (LoCon) also on the ResNet / sampler blocks,
+# their 3×3 convolutions included. kohya trains SD1/SD2 on a UNet with diffusers' module paths.
+KOHYA_UNET_BLOCKS = ("Transformer2DModel",)
+KOHYA_UNET_CONV_BLOCKS = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
+
+
+def kohya_unet_layers(unet: nn.Module, conv: bool = True) -> dict[str, torch.Tensor]:
+    """diffusers path → weight for the UNet layers kohya's LoRA/LoCon network creates modules for."""
+    blocks = KOHYA_UNET_BLOCKS + (KOHYA_UNET_CONV_BLOCKS if conv else ())
+    out = {}
+    for name, module in unet.named_modules():
+        if type(module).__name__ not in blocks:
+            continue
+        for child_name, child in module.named_modules():
+            linear = isinstance(child, nn.Linear) or (isinstance(child, nn.Conv2d) and tuple(child.kernel_size) == (1, 1))
+            if child_name and (linear or (conv and isinstance(child, nn.Conv2d))):
+                out[f"{name}.{child_name}"] = child.weight.detach()
+    return out

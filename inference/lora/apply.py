@@ -27,6 +27,7 @@ from inference.errors import ModelFormatError, UnsupportedModelError
 from inference.formats.pickle_sniff import check_not_pickle
 from inference.formats.safetensors_file import load_tensors
 from inference.formats.safetensors_header import read_header
+from inference.models.layers import forget_derived_weights
 
 from . import deltas
 from .formats import describe, group_modules, peft_metadata
@@ -250,6 +251,7 @@ class LoraPatcher:
         for key in [k for k in self._originals if k not in contributions]:
             module, original, component = self._originals.pop(key)
             module.weight = original
+            forget_derived_weights(module)
             text_changed |= component != "unet"
         for key, (target, parts) in contributions.items():
             if key in self._originals:
@@ -261,6 +263,7 @@ class LoraPatcher:
                 self._originals[key] = (target.module, original, target.component)
                 merged = torch.empty_like(original)  # same dtype, device and memory format
                 target.module.weight = nn.Parameter(_merge_into(merged, original, parts), requires_grad=False)
+            forget_derived_weights(target.module)  # a cache keyed on the old weight must not survive
             text_changed |= target.component != "unet"
         if text_changed:
             self.text_version += 1

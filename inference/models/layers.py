@@ -66,6 +66,13 @@ def _phase_kernels(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, torc
     return kernel, bias
 
 
+def forget_derived_weights(module: nn.Module) -> None:
+    """Drop what was computed from ``module``'s weights (the phase kernels above). Whoever rewrites a
+    weight in place or swaps it must call this: the cache key (address, version) cannot see a write
+    through ``.data`` or a new tensor allocated at a freed one's address."""
+    module.__dict__.pop("_phase_cache", None)
+
+
 def upsample_nearest2x_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """`conv(interpolate(x, scale_factor=2, mode="nearest"))` for a 3×3, padding-1 conv, in 2.25× fewer
     multiply-adds: the SD decoders' most expensive layers, computed on the small input instead.
