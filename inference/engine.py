@@ -28,14 +28,18 @@ Progress = Callable[[int, int, object], None]  # (step, total, latents or None)
 ShouldStop = Callable[[], bool]
 
 
-def _pipeline_for(model, sd_pipeline):
-    """The pipeline class that runs a loaded model: FLUX models get `FluxPipeline`."""
+def _pipeline_for(model, sd_pipeline, budget: int | None = None, loaded_on_device: bool = True):
+    """The pipeline class that runs a loaded model: FLUX models get `FluxPipeline`, with their
+    components' residency under `budget` bytes (`inference/flux/residency.py`)."""
     from .flux.loader import FluxModel
 
     if isinstance(model, FluxModel):
         from .flux.pipeline import FluxPipeline
+        from .flux.residency import Residency
 
-        return FluxPipeline(model)
+        residency = Residency(model, model.device, budget)
+        residency.settle(loaded_on_device)
+        return FluxPipeline(model, residency=residency)
     return sd_pipeline(model)
 
 
@@ -66,8 +70,14 @@ class ModelRef:
 
 class Engine:
     def __init__(self, device: str = "cpu", loader: Callable[..., object] | None = None,
-                 decode_tiles: tuple[int, ...] = DEFAULT_TILES):
+                 decode_tiles: tuple[int, ...] = DEFAULT_TILES, vram_budget: int | None = None):
         self.device = device
+        # Bytes of FLUX weights allowed on the device at once; None: the device's free memory at
+        # load time on CUDA, no limit elsewhere. Over it, components take turns on the device.
+        if vram_budget is not None and (isinstance(vram_budget, bool) or not isinstance(vram_budget, int)
+                                        or vram_budget <= 0):
+            raise InferenceError(f"vram budget {vram_budget!r}: expected a positive number of bytes")
+        self.vram_budget = vram_budget
         self.decode_tiles = decode_tiles  # latent tile sides for the out-of-memory decode retry
         self._loader = loader
         self._pipelines: dict[ModelRef, object] = {}
@@ -160,6 +170,7 @@ class Engine:
             if pipeline is not None:
                 return pipeline
             self.unload(keep=(ref,))
+            self._placement = None
             try:
                 model = self._load_model(ref)
             except Exception as exc:  # noqa: BLE001 - only OOM is handled here
@@ -172,7 +183,10 @@ class Engine:
                     if is_out_of_memory(exc2):
                         raise OutOfMemoryError(f"Not enough memory to load {ref.label}.") from None
                     raise
-            pipeline = _pipeline_for(model, Pipeline)
+            # The budget the load was placed by: asked again now, a CUDA device's free memory
+            # would no longer count the model just loaded onto it.
+            budget, offloaded = self._placement or (self._flux_budget(), False)
+            pipeline = _pipeline_for(model, Pipeline, budget, not offloaded)
             with self._lock:
                 self._pipelines[ref] = pipeline
                 self.loads.append(ref)
@@ -192,13 +206,15 @@ class Engine:
             if is_flux_folder(ref.path):  # FLUX.1 has its own loader and pipeline (inference/flux)
                 from .flux.loader import load_flux_folder
 
-                return load_flux_folder(ref.path, device=self.device, dtype=ref.dtype)
+                device, dtype = self._flux_placement(ref)
+                return self._on_target(load_flux_folder(ref.path, device=device, dtype=dtype))
             from .flux.file_info import is_flux_transformer_file
 
             if is_flux_transformer_file(ref.path):  # BFL .safetensors / .gguf + ae, clip_l, t5 beside it
                 from .flux.single_file import load_flux_single_file
 
-                return load_flux_single_file(ref.path, ae=ref.vae_path, device=self.device, dtype=ref.dtype)
+                device, dtype = self._flux_placement(ref)
+                return self._on_target(load_flux_single_file(ref.path, ae=ref.vae_path, device=device, dtype=dtype))
             from .loader import load_model
 
             return load_model(ref.path, **kwargs)
@@ -206,6 +222,41 @@ class Engine:
             raise
         except OSError as exc:
             raise ModelFormatError(f"{ref.path}: cannot read the model ({exc.strerror or exc})") from None
+
+    # ------------------------------------------------------------------ FLUX residency
+    # (budget, read onto the CPU?) chosen for the FLUX model being loaded; None before a FLUX load.
+    _placement: tuple[int | None, bool] | None = None
+
+    @property
+    def _offloaded_load(self) -> bool:
+        """The last FLUX load went to the CPU (its weight files exceed the budget)."""
+        return bool(self._placement and self._placement[1])
+
+    def _flux_budget(self) -> int | None:
+        from .flux.residency import default_budget
+
+        return self.vram_budget if self.vram_budget is not None else default_budget(self.device)
+
+    def _flux_placement(self, ref: ModelRef):
+        """(load device, dtype) for a FLUX model: the CPU when its weight files exceed the budget
+        (a 12B transformer must not be read onto a GPU it does not fit), in the target's dtype."""
+        import torch
+
+        from .flux.loader import default_dtype
+        from .flux.residency import flux_weight_bytes
+
+        budget = self._flux_budget()
+        size = flux_weight_bytes(ref.path, ref.vae_path) if budget is not None else None
+        offloaded = size is not None and size > budget
+        self._placement = (budget, offloaded)
+        dtype = ref.dtype or default_dtype(torch.device(self.device))
+        return ("cpu" if offloaded else self.device), dtype
+
+    def _on_target(self, model):
+        import torch
+
+        model.device = torch.device(self.device)  # where inputs go; the residency moves the weights
+        return model
 
     # ------------------------------------------------------------------ running
     def generate(self, ref: ModelRef, request: GenerationRequest, progress: Progress | None = None,
@@ -280,6 +331,11 @@ class Engine:
         if latents is None:
             return None
         pipeline = self.load(ref)
+        residency = getattr(pipeline, "residency", None)
+        if residency is not None and residency.sequential:
+            # Mid-render the transformer holds the device: decode where the VAE is now rather than
+            # evicting the transformer for a preview.
+            latents = latents.to(residency.where("vae"))
         with torch.no_grad():
             return tensor_to_rgb(decode_latents(pipeline.model, latents))
 

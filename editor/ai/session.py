@@ -23,6 +23,11 @@ Rules (the user-visible contract):
   unrelated image. Without a current preview it is a normal generation.
 * **Cancel** (Esc) stops the final render or the wait for the preview; it has
   no other target (a live render is replaced by newer inputs on its own).
+
+Why one module of ~650 lines: the rules above are transitions between live,
+final and staging states that each read the others; kept in one class they can
+be checked against each other in one place. The pieces that do not need the
+state live beside it (live.py, request.py, flux_route.py, loras.py, engine.py).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from .fill import fill_conditioning
 from .info import flux_variant, read_json
 from .kontext import reference_size, reference_tokens, resize_reference
 from .loader import FluxModel
+from .residency import Residency
 from .sampling import (
     euler,
     flow_schedule,
@@ -52,8 +53,11 @@ class FluxPipeline:
     """Runs requests on one FLUX model; caches the latest prompts' encodings (the live preview
     re-renders one prompt many times, and T5-XXL is the slowest text encoder we run)."""
 
-    def __init__(self, model: FluxModel, reference_auto_resize: bool = True):
+    def __init__(self, model: FluxModel, reference_auto_resize: bool = True, residency: Residency | None = None):
         self.model = model
+        # Which components are on the device (`residency.py`); the default, without a budget,
+        # leaves them where the loader put them.
+        self.residency = residency or Residency(model, model.device, None)
         self._prompt_cache: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.variant = model_variant(model)
         # Kontext: resize the reference to the nearest preferred Kontext resolution (diffusers' default).
@@ -71,9 +75,11 @@ class FluxPipeline:
             return cached
         device = model.device
         clip_ids = tokenize(model.clip_tokenizer, prompt).to(device)  # (1, 77), SOT … EOT pad
-        pooled = model.clip(clip_ids).pooled
+        with self.residency.use("clip"):
+            pooled = model.clip(clip_ids).pooled
         t5_ids = model.t5_tokenizer(prompt, max_length).to(device)
-        states = model.t5(t5_ids)
+        with self.residency.use("t5"):
+            states = model.t5(t5_ids)
         # A few entries (prompt and negative prompt, the previous pair): prompts change as the user types.
         self._prompt_cache[key] = (states, pooled)
         while len(self._prompt_cache) > 4:
@@ -99,10 +105,11 @@ class FluxPipeline:
 
     def _posterior_sample(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Scaled latents of an image, sampling the VAE posterior (diffusers' `retrieve_latents`)."""
-        vae = self.model.vae
-        mean, std = vae.encode_moments(image)
-        draw = torch.randn(mean.shape, generator=generator, dtype=torch.float32).to(mean.device, mean.dtype)
-        return vae.to_model_latents((mean + std * draw).float())
+        with self.residency.use("vae"):
+            vae = self.model.vae
+            mean, std = vae.encode_moments(image)
+            draw = torch.randn(mean.shape, generator=generator, dtype=torch.float32).to(mean.device, mean.dtype)
+            return vae.to_model_latents((mean + std * draw).float())
 
     @torch.inference_mode()
     def generate(self, request: GenerationRequest, progress: ProgressCallback | None = None,
@@ -178,9 +185,11 @@ class FluxPipeline:
                 progress(i + 1, total, unpack_latents(denoised, rows, cols))
             return blend(i, x_new) if blend is not None else None
 
-        x = euler(velocity, x, schedule, on_step, should_stop)
+        with self.residency.use("transformer"):
+            x = euler(velocity, x, schedule, on_step, should_stop)
         latents = unpack_latents(x, rows, cols)
-        rgb = tensor_to_rgb(model.vae.decode(model.vae.from_model_latents(latents.float())))
+        with self.residency.use("vae"):
+            rgb = tensor_to_rgb(model.vae.decode(model.vae.from_model_latents(latents.float())))
         if mode == "inpaint" and request.paste_back:
             rgb = soft_paste_back(rgb, original, as_mask_array(request.mask), request.paste_feather)
         # The request's sampler does not apply (flow-matching Euler); the negative prompt only with true_cfg.
@@ -206,7 +215,8 @@ class FluxPipeline:
         if self._reference_cache is not None and self._reference_cache[0] == key:
             return self._reference_cache[1]
         rgb = resize_reference(rgb, width, height)
-        mean, _ = model.vae.encode_moments(rgb_to_tensor(rgb, model.device, model.vae.dtype))
+        with self.residency.use("vae"):
+            mean, _ = model.vae.encode_moments(rgb_to_tensor(rgb, model.device, model.vae.dtype))
         tokens, positions = reference_tokens(model.vae.to_model_latents(mean.float()))
         self._reference_cache = (key, (tokens.to(model.dtype), positions))
         return self._reference_cache[1]
