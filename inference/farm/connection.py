@@ -135,6 +135,10 @@ def _init_with_deadline(ray, target: str, expected: str, deadline_s: float) -> N
     if "error" in outcome:
         raise FarmUnavailableError(f"render farm at {expected} refused the connection: "
                                    f"{_first_line(outcome['error'])}")
+    if target.startswith("ray://"):
+        # Ray Client talks only to the gRPC endpoint given (no discovery); the GCS address it then
+        # reports is the head's own (another port, maybe another host name), so it is not compared.
+        return
     actual = ray.get_runtime_context().gcs_address
     if not _same_address(actual, expected):  # never stay connected anywhere but the configured address
         ray.shutdown()
