@@ -65,12 +65,52 @@ def _add_generate(sub) -> None:
     p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--reference", metavar="IMAGE", help="FLUX Kontext: the image to edit (reference tokens)")
+    p.add_argument("--vram-budget", type=float, metavar="GB",
+                   help="GiB of FLUX weights on the device at once; over it the text encoders, transformer and "
+                        "VAE take turns (default: the GPU's free memory)")
     p.add_argument("--farm", metavar="HOST:PORT",
                    help="render on the Ray render farm at this address (its head's port, 6379 by default); "
                         "if it is unreachable, render here with a one-line note (needs the 'farm' extra)")
     p.add_argument("--farm-cpus", type=float, default=1.0, help="CPUs per farm worker (default 1)")
     p.add_argument("--farm-gpus", type=float, default=0.0, help="GPUs per farm worker (default 0: CPU workers)")
     p.add_argument("--out", required=True)
+
+
+def _add_batch(sub) -> None:
+    """`batch PROMPTS.txt --out DIR [--farm HOST:PORT]` (inference/farm/batch.py: file format, resuming)."""
+    p = sub.add_parser("batch", help="one image per prompt line, fanned out across a render farm; resumable")
+    p.add_argument("prompts", help="UTF-8 text file, one prompt per line; a line ending in ' #seed=N' uses seed N")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for NNNN-<slug>-<seed>.png and "
+                   "batch-manifest.json (created if missing); a rerun renders only what is missing or changed")
+    p.add_argument("--farm", metavar="HOST:PORT", help="the Ray render farm; unreachable or not given: render here")
+    p.add_argument("--farm-cpus", type=float, default=1.0, help="CPUs per farm worker (default 1)")
+    p.add_argument("--farm-gpus", type=float, default=0.0, help="GPUs per farm worker (default 0: CPU workers)")
+    p.add_argument("--farm-workers", type=int, default=None, metavar="N",
+                   help="farm workers to start (default: as many as the cluster has room for at --farm-cpus / "
+                        "--farm-gpus each)")
+    p.add_argument("--model", help="checkpoint .safetensors or diffusers folder (default: the house model)")
+    p.add_argument("--negative", default="")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first line; line N uses SEED+N-1 (default 0)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--sampler", default=None, choices=list(SAMPLERS))
+    p.add_argument("--timestep-spacing", choices=list(SPACINGS))
+    p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--guidance-rescale", type=float, default=None)
+    p.add_argument("--width", type=int, default=None, help="default: the model's native size")
+    p.add_argument("--height", type=int, default=None, help="default: the model's native size")
+    p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"])
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--device", default="cpu", help="for local rendering (fall-back)")
+
+
+def _add_farm(sub) -> None:
+    p = sub.add_parser("farm", help="render farm helpers")
+    farm_sub = p.add_subparsers(dest="farm_command", required=True)
+    q = farm_sub.add_parser("start-local", help="a Ray head on 127.0.0.1 with N CPU slots, to try the farm on "
+                            "one machine; runs until Ctrl-C")
+    q.add_argument("--workers", type=int, required=True, help="CPU slots (one farm worker of 1 CPU each)")
+    q.add_argument("--port", type=int, default=6379, help="the head's port, for --farm 127.0.0.1:PORT (default 6379)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"])
     _add_generate(sub)
+    _add_batch(sub)
+    _add_farm(sub)
     p = sub.add_parser("bench", help="time the hot paths (random-weight real architectures + house model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
@@ -199,6 +241,43 @@ def _settings(args, info) -> tuple[dict, str | None]:
     return chosen, note
 
 
+def _vram_budget(value: float | None) -> int | None:
+    """--vram-budget GB → bytes (GiB, as GPUs are sized), or None for the engine's default."""
+    import math
+
+    if value is None:
+        return None
+    if not math.isfinite(value) or not 0 < value <= 2**20:
+        raise InferenceError(f"--vram-budget {value:g}: expected GiB above 0 (e.g. 12)")
+    return max(1, int(value * 2**30))
+
+
+def _load_reference(path: str):
+    """--reference: uint8 (H, W, 3). The size is read from the header first, so a 10000² file is
+    refused before it is decoded; unreadable files are the image loader's one line."""
+    import warnings
+
+    from PIL import Image
+
+    from .defaults import MAX_SIDE
+    from .images import load_rgb
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's decompression-bomb warning: the size check says it
+            with Image.open(path) as image:
+                width, height = image.size
+    except Exception:  # noqa: BLE001 - load_rgb below reports the file's problem in one line
+        width = height = None
+    if width is not None and not (16 <= width <= MAX_SIDE and 16 <= height <= MAX_SIDE):
+        raise InferenceError(f"--reference {path}: a {width}x{height} image; each side must be between 16 and "
+                             f"{MAX_SIDE} px")
+    try:
+        return load_rgb(path)
+    except InferenceError as exc:
+        raise InferenceError(f"--reference {exc}") from None
+
+
 def _generate(args) -> int:
     from PIL import Image, PngImagePlugin
     from tqdm import tqdm
@@ -216,12 +295,15 @@ def _generate(args) -> int:
     device = _check_device(args.device)
     init = load_rgb(args.init_image) if args.init_image else None
     mask = load_mask(args.mask) if args.mask else None
-    engine = Engine(device)
+    engine = Engine(device, vram_budget=_vram_budget(args.vram_budget))
     ref = ModelRef(model_path, vae_path=args.vae, unet_path=args.unet, dtype=args.dtype,
                    prediction_type=args.prediction_type)
     info = engine.info(ref)
     if not info.runnable:
         raise InferenceError(f"{model_path.name}: holds a {info.kind.replace('_', ' ')}, not a full checkpoint")
+    if args.reference and info.variant != "kontext":  # before reading it: only Kontext uses a reference
+        raise InferenceError(f"--reference {args.reference}: {model_path.name} is not a FLUX Kontext model")
+    reference = _load_reference(args.reference) if args.reference else None
     if args.unet:
         unet_info = engine.info(args.unet)
         if unet_info.kind != "unet":
@@ -241,7 +323,7 @@ def _generate(args) -> int:
     request = GenerationRequest(prompt=prompt, negative_prompt=args.negative, seed=args.seed,
                                 width=width, height=height, init_image=init, strength=strength, mask=mask,
                                 loras=tuple(_lora_spec(value) for value in args.lora) + prompt_loras,
-                                tcd_gamma=args.tcd_gamma,
+                                tcd_gamma=args.tcd_gamma, reference_image=reference,
                                 **settings)
     if args.extend:
         request = _outpaint(args, request, init, mask)
@@ -336,6 +418,117 @@ def _generate_on_farm(args, request, model_path: Path, out: Path) -> int:
     write_atomically(out, lambda handle: Image.fromarray(result.image).save(handle, format="PNG", pnginfo=info_text))
     print(str(out))
     return 0
+
+
+def _farm(args) -> int:
+    """`farm start-local`: see inference/farm/local.py."""
+    from .farm.errors import FarmUnavailableError
+    from .farm.local import serve
+
+    try:
+        return serve(args.workers, args.port)
+    except FarmUnavailableError as exc:
+        raise InferenceError(str(exc)) from None
+
+
+def _batch(args) -> int:
+    """`batch PROMPTS --out DIR [--farm ADDRESS]`: see inference/farm/batch.py. Exit 0 when every
+    item is there, 1 when some failed (each said in one line; the others are kept), 130 on Ctrl-C."""
+    import os
+    from types import SimpleNamespace
+
+    import torch
+    from PIL import Image, PngImagePlugin
+    from tqdm import tqdm
+
+    from .api import GenerationRequest, validate_request
+    from .engine import Engine, ModelRef
+    from .farm.batch import Manifest, SerialRunner, job_key, prepare_folder, read_prompts, run_batch
+    from .farm.batch import connect as connect_farm
+    from .farm.client import DefaultLocalRunner
+    from .farm.jobs import FarmJob, ModelSpec, Notice
+    from .outputs import write_atomically
+
+    if args.farm_workers is not None and not 1 <= args.farm_workers <= 256:
+        raise InferenceError(f"--farm-workers {args.farm_workers}: expected 1 to 256")
+    items = read_prompts(args.prompts, args.seed)  # hostile files end here, before any loading
+    folder = prepare_folder(args.out)
+    model_path = Path(args.model) if args.model else house_model_path()
+    if not model_path.exists():
+        raise InferenceError(f"{model_path}: no such model" if args.model else
+                             "no --model given and the house model is not installed (assets/house/full)")
+    device = _check_device(args.device)
+    engine = Engine(device)
+    ref = ModelRef(model_path, dtype=args.dtype, prediction_type=args.prediction_type)
+    info = engine.info(ref)
+    if not info.runnable:
+        raise InferenceError(f"{model_path.name}: holds a {info.kind.replace('_', ' ')}, not a full checkpoint")
+    settings, note = _settings(args, info)
+    native = engine.native_resolution(ref)
+    spec = ModelSpec.for_path(str(model_path), dtype=args.dtype, prediction_type=args.prediction_type)
+    manifest = Manifest(folder)
+    work, requests = [], {}
+    for item in items:
+        request = GenerationRequest(prompt=item.prompt, negative_prompt=args.negative, seed=item.seed,
+                                    width=args.width or native, height=args.height or native, **settings)
+        validate_request(request)
+        # The client's thread count travels with the job: farm pixels equal a local render's.
+        job = FarmJob(request, spec, preview_every_s=None, threads=torch.get_num_threads())
+        key = job_key(job)
+        requests[item.name] = request
+        if not manifest.finished(item.name, key):
+            work.append((job, item.name, key))
+    for line in ([f"note: {note}"] if note else []) + ([f"note: {manifest.note}"] if manifest.note else []):
+        print(line, file=sys.stderr)
+    done_before = len(items) - len(work)
+    if not work:  # nothing to render: the farm is not even contacted
+        print(f"{len(items)} of {len(items)} images already in {folder}", file=sys.stderr)
+        return 0
+    model = SimpleNamespace(name=model_path.name, file_hash=spec.content_hash[:10] if model_path.is_file() else "")
+
+    def save(path: Path, result, job) -> None:
+        text = PngImagePlugin.PngInfo()
+        text.add_text("parameters", _parameters_text(args, job.request, model))
+        write_atomically(path, lambda handle: Image.fromarray(result.image).save(handle, format="PNG", pnginfo=text))
+
+    if args.farm and args.farm.split(":")[0] in ("127.0.0.1", "localhost") and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local head: Ray must not swap in the LAN address
+    runner = SerialRunner(DefaultLocalRunner(device=device))
+    farm, notice = connect_farm(args.farm, args.farm_workers, worker_cpus=args.farm_cpus,
+                                worker_gpus=args.farm_gpus, local_runner=runner)
+    if notice and args.farm:
+        print(f"note: {notice}", file=sys.stderr)
+    interrupted = {"flag": False}
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.update(flag=True))
+    where = f"{len(farm.worker_names())} farm workers" if farm.address else "here"
+    bar = tqdm(total=len(items), initial=done_before, desc=f"batch ({where})", unit="image", file=sys.stderr)
+
+    def on_done(name: str, error: str | None) -> None:
+        if error is None:
+            bar.update(1)
+        else:
+            bar.write(f"error: {name}: {error}", file=sys.stderr)
+
+    def on_event(event) -> None:
+        if isinstance(event, Notice):
+            bar.write(f"note: {event.message}", file=sys.stderr)
+
+    try:
+        with farm:
+            outcome = run_batch(farm, work, folder, save, manifest, on_done=on_done, on_event=on_event,
+                                should_stop=lambda: interrupted["flag"])
+    finally:
+        bar.close()
+        signal.signal(signal.SIGINT, previous)
+    written = done_before + len(outcome.rendered)
+    if outcome.cancelled:
+        print(f"interrupted: {written} of {len(items)} images in {folder}; run the same command again to "
+              "finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"{written} of {len(items)} images in {folder} ({len(outcome.rendered)} rendered in "
+          f"{outcome.elapsed_s:.1f} s" + (f", {len(outcome.failed)} failed" if outcome.failed else "") + ")",
+          file=sys.stderr)
+    return 1 if outcome.failed else 0
 
 
 def _inspect(args) -> int:
@@ -473,7 +666,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         handler = {"inspect": _inspect, "generate": _generate, "convert": _convert, "bench": _bench,
-                   "library": _library, "download": _download}[args.command]
+                   "library": _library, "download": _download,
+                   "batch": _batch, "farm": _farm}[args.command]
         return handler(args)
     except _ArgumentError as exc:
         print(f"error: {exc}", file=sys.stderr)
