@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import convert
+from .bench_farm import bench_farm_batch
 from .loader import DiffusionModel, TextEncoder
 from .models.clip_text import CLIPTextConfig, CLIPTextModel
 from .models.taesd import TAESD
@@ -61,6 +62,7 @@ class CaseResult:
     runs: int
     diffusers_median_ms: float | None = None
     ratio_vs_diffusers: float | None = None
+    max_pixel_diff: int | None = None  # /255, ours vs diffusers' image (FLUX cases with --compare)
     note: str = ""
 
     def to_json(self) -> dict:
@@ -387,13 +389,14 @@ def _flux_case(device: torch.device, dtype: torch.dtype, runs: int) -> Callable[
     return make
 
 
-def bench_flux(kind: str, quick: bool, device: torch.device, dtype: torch.dtype, runs: int, warmup: int) -> CaseResult:
+def bench_flux(kind: str, quick: bool, device: torch.device, dtype: torch.dtype, runs: int, warmup: int,
+               compare: bool = False) -> CaseResult:
     from .bench_flux import bench_flux_final, bench_flux_preview
 
     # FLUX runs in bf16 on GPUs (fp16 overflows in its activations), whatever the SD cases use.
     dtype = torch.bfloat16 if dtype == torch.float16 else dtype
     case = bench_flux_preview if kind == "preview" else bench_flux_final
-    return case(quick, device, dtype, runs, warmup, time_call, _flux_case(device, dtype, runs), _build)
+    return case(quick, device, dtype, runs, warmup, time_call, _flux_case(device, dtype, runs), _build, compare)
 
 
 def _add_ratio(result: CaseResult, reference_times: list[float]) -> None:
@@ -425,9 +428,10 @@ def run_bench(device: str = "cpu", quick: bool = False, compare: str | None = No
         ("text-encode", lambda: bench_text_encode(torch_device, torch_dtype, runs, warmup, comparing)),
         ("house-preview", lambda: bench_house("preview", torch_device, torch.float32 if torch_device.type == "cpu" else torch_dtype, runs, warmup, comparing)),
         ("house-preview-lora", lambda: bench_house_lora(torch_device, torch.float32 if torch_device.type == "cpu" else torch_dtype, runs, warmup)),
-        ("flux-schnell-preview", lambda: bench_flux("preview", quick, torch_device, torch_dtype, runs, warmup)),
-        ("flux-dev-final", lambda: bench_flux("final", quick, torch_device, torch_dtype, runs, warmup)),
+        ("flux-schnell-preview", lambda: bench_flux("preview", quick, torch_device, torch_dtype, runs, warmup, comparing)),
+        ("flux-dev-final", lambda: bench_flux("final", quick, torch_device, torch_dtype, runs, warmup, comparing)),
         ("house-full", lambda: bench_house("full", torch_device, torch.float32 if torch_device.type == "cpu" else torch_dtype, runs, warmup, comparing)),
+        ("farm-batch", lambda: bench_farm_batch(quick, runs, log)),
     ]
     results, skipped = [], []
     for name, job in plan:
@@ -437,11 +441,12 @@ def run_bench(device: str = "cpu", quick: bool = False, compare: str | None = No
         result = job()
         if result is None:
             skipped.append(name)
-            log(f"bench: {name} skipped (model not installed)")
+            log(f"bench: {name} skipped (what it needs is missing: see the line above, if any)")
             continue
         log(f"bench: {name}: median {result.median_ms:.1f} ms, p90 {result.p90_ms:.1f} ms"
             + (f", diffusers {result.diffusers_median_ms:.1f} ms (×{result.ratio_vs_diffusers:.2f})"
-               if result.ratio_vs_diffusers else ""))
+               if result.ratio_vs_diffusers else "")
+            + (f", max diff {result.max_pixel_diff}/255" if result.max_pixel_diff is not None else ""))
         results.append(result.to_json())
         if torch_device.type == "cuda":
             torch.cuda.empty_cache()
