@@ -1,6 +1,6 @@
 """Models the engine does not run are refused by name, in one line, never as "weights do not fit".
 
-Each file carries the keys of its real checkpoints (BFL's FLUX, SAI's SD3/Cascade, PixArt, AuraFlow,
+Each file carries the keys of its real checkpoints (SAI's SD3/Cascade, PixArt, AuraFlow,
 Kolors as diffusers and LDM names), header-only; diffusers' own `infer_diffusers_model_type`
 confirms the key patterns where it knows them.
 """
@@ -41,8 +41,6 @@ KOLORS_DIFFUSERS = {"conv_in.weight": _t(320, 4, 3, 3), "down_blocks.0.resnets.0
                     "conv_out.weight": _t(4, 320, 3, 3)}
 
 CASES = [
-    ("flux1-dev.safetensors", FLUX, "", "FLUX.1", "flux"),
-    ("flux1-dev-comfy.safetensors", FLUX, "model.diffusion_model.", "FLUX.1", "flux"),
     ("sd3.5_medium.safetensors", SD3, "model.diffusion_model.", "Stable Diffusion 3/3.5", "sd3"),
     ("stable_cascade_stage_c.safetensors", CASCADE_C, "", "Stable Cascade stage C", None),
     ("PixArt-Sigma-XL-2-1024-MS.safetensors", PIXART, "", "PixArt", None),
@@ -73,6 +71,24 @@ def test_kolors_ldm_unet_is_refused_by_its_conditioning_width(tmp_path):
     path = layouts.write_header_only(tmp_path / "kolors.safetensors", tensors)
     with pytest.raises(UnsupportedModelError, match="kolors.safetensors: a Kolors \\(ChatGLM text encoder\\) checkpoint"):
         inspect_model(path)
+
+
+@pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
+def test_flux_single_files_go_to_the_flux_reader_not_the_sd_loader(tmp_path, prefix):
+    """FLUX transformer files run through inference/flux (tests/inference/flux/test_flux_single_file.py):
+    the SD loader refuses them by name, and the model-info reader sends them to the FLUX reader,
+    which names the first key a truncated file lacks."""
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
+
+    tensors = {prefix + k: v for k, v in FLUX.items()}
+    assert infer_diffusers_model_type(tensors).startswith("flux")
+    path = layouts.write_header_only(tmp_path / "flux1-dev.safetensors", tensors)
+    for call in (lambda: load_model(path), lambda: inspect_model(path)):
+        with pytest.raises(UnsupportedModelError, match=r"^flux1-dev.safetensors: a FLUX.1 checkpoint, not a Stable"):
+            call()
+    with pytest.raises(UnsupportedModelError, match=r"^flux1-dev.safetensors: not a FLUX.1 transformer state dict "
+                                                    r"\(no double_blocks.0.img_attn.norm.query_norm.scale\)$"):
+        read_model_info(path)
 
 
 def test_foreign_unet_file_over_a_base_is_refused_by_name(tmp_path):
