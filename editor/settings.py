@@ -67,6 +67,9 @@ class Settings:
     preview_model: str = "house:preview"
     final_model: str = "house:full"
     model_folders: list[str] = field(default_factory=list)
+    # The AI panel's LoRA list, kept between sessions (JSON of editor.ai.loras.encode_list; a damaged
+    # value reads as what could be parsed, a missing file is named once when the list comes back).
+    lora_list: str = ""
     # Compute device for the engine: "auto" (CUDA, then Apple MPS, then CPU), "cpu", "cuda" or
     # "mps"; see editor.device. A device that is missing or fails its probe falls back to the CPU.
     device: str = "auto"

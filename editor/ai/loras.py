@@ -97,8 +97,17 @@ def encode_loras(items: Iterable[LoraItem]) -> str:
     return json.dumps(rows, separators=(",", ":"), ensure_ascii=False) if rows else ""
 
 
+def encode_list(items: Iterable[LoraItem]) -> str:
+    """The whole list, switched-off rows too, for the settings file (the panel's list is kept
+    between sessions); :func:`decode_loras` reads it back."""
+    rows = [{"name": item.label, "path": item.path, "hash": item.short_hash, "weight": round(item.weight, 4),
+             "enabled": bool(item.enabled)} for item in items]
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False) if rows else ""
+
+
 def decode_loras(text: str) -> tuple[LoraItem, ...]:
-    """The items stored by :func:`encode_loras`; a damaged attribute gives what could be read."""
+    """The items stored by :func:`encode_loras` or :func:`encode_list`; damaged text gives what
+    could be read."""
     try:
         rows = json.loads(text) if text else []
     except ValueError:
@@ -112,7 +121,8 @@ def decode_loras(text: str) -> tuple[LoraItem, ...]:
             weight = clamp_weight(float(row.get("weight", 1.0)))
         except (TypeError, ValueError):
             weight = 1.0
-        items.append(LoraItem(str(row.get("path") or row.get("name")), weight, True, str(row.get("name") or ""),
+        enabled = row.get("enabled", True) is not False
+        items.append(LoraItem(str(row.get("path") or row.get("name")), weight, enabled, str(row.get("name") or ""),
                               str(row.get("hash") or "")))
     return tuple(items)
 
@@ -129,7 +139,7 @@ def restore_loras(items: Iterable[LoraItem], library: LoraLibrary) -> tuple[tupl
         if entry is None:
             missing.append(item.label)
         else:
-            found.append(LoraItem(entry.path, item.weight, True, entry.name, item.short_hash))
+            found.append(LoraItem(entry.path, item.weight, item.enabled, entry.name, item.short_hash))
     return tuple(found), missing
 
 

@@ -92,6 +92,9 @@ class AIController(QObject):
                      "request_changed"):
             getattr(self.ai, name).connect(getattr(self, name).emit)
         self.ai.frame_changed.connect(self.inputs_changed)
+        if settings.lora_list:  # the list of the last session, files looked up again
+            self.ai.update_request(loras=lora_list.decode_loras(settings.lora_list))
+            self._restore_loras()
         self._sync_preview_loras()
 
         self._poll = QTimer(self)
@@ -368,6 +371,7 @@ class AIController(QObject):
 
     def _set_loras(self, items: tuple, *, listed: bool = False) -> None:
         self.ai.update_request(loras=items)
+        self.settings.lora_list = lora_list.encode_list(items)  # saved with the window's settings
         self._sync_preview_loras()
         if listed:
             self.loras_changed.emit()
@@ -377,6 +381,7 @@ class AIController(QObject):
         """After loading a layer's settings: its LoRAs as files found now; a missing one is named."""
         items, missing = lora_list.restore_loras(self.ai.request.loras, self.lora_library)
         self.ai.update_request(loras=items)
+        self.settings.lora_list = lora_list.encode_list(items)
         self._sync_preview_loras()
         self.loras_changed.emit()
         if missing:

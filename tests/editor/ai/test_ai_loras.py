@@ -331,3 +331,17 @@ def test_speed_pair_and_user_lora_on_the_torch_engine_load_the_checkpoint_once(t
         assert np.array_equal(plain[..., :3], build_plan(_document(), request, 64).rmap.from_model(direct))
     finally:
         h.ai.close_service()
+
+
+def test_the_whole_list_round_trips_for_the_settings_file():
+    from editor.ai.loras import LoraItem, decode_loras, encode_list, encode_loras
+
+    items = (LoraItem("/m/ink.safetensors", 0.75, True, "ink", "0123456789"),
+             LoraItem("/m/détail & <x>.safetensors", -1.5, False, "détail"))
+    text = encode_list(items)
+    assert decode_loras(text) == items  # switched-off rows too, names of any kind
+    assert [i.label for i in decode_loras(encode_loras(items))] == ["ink"]  # a layer keeps the enabled ones
+    assert encode_list(()) == "" and decode_loras("") == ()
+    for damaged in ("{", "[1, 2]", '[{"weight": 1}]', '{"path": "/x"}'):
+        assert decode_loras(damaged) == ()
+    assert decode_loras('[{"path": "/x", "weight": "heavy", "enabled": 0}]') == (LoraItem("/x", 1.0, True),)

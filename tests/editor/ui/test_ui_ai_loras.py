@@ -166,3 +166,25 @@ def test_speed_lora_preview_model_runs_live_with_its_preset(models, qtbot):
     assert sent.loras == (LoraSpec(models["lcm"], 1.0), LoraSpec(models["ink"], 1.0))
     assert (sent.sampler, sent.steps, sent.guidance) == ("lcm", 4, 1.0)
     close_ai_window(win)
+
+
+def test_the_lora_list_comes_back_in_the_next_session(models, qtbot):
+    from editor.ui.ai.controller import AIController
+
+    engine = FakeEngine(native_resolution=64)
+    win, c = open_with_models(qtbot, models, engine)
+    pick(win.ai.panel, "ink_style")
+    pick(win.ai.panel, "detail")
+    win.ai.panel.lora_panel.rows[0].weight.setValue(70)
+    win.ai.panel.lora_panel.rows[1].enabled.setChecked(False)
+    saved = c.settings.lora_list
+    assert '"enabled":false' in saved and '"weight":0.7' in saved
+    Path(models["detail"]).unlink()  # gone by the next start: named once, the rest comes back
+    again = AIController(win.session, c.settings, engine=engine)
+    try:
+        assert [(i.path, i.weight, i.enabled) for i in again.request.loras] == [(models["ink"], 0.7, True)]
+        assert '"detail"' not in again.settings.lora_list  # named once, then dropped from the kept list
+    finally:
+        again.shutdown()
+        again.deleteLater()
+    close_ai_window(win)
