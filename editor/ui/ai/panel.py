@@ -98,6 +98,9 @@ class AIPanel(QWidget):
         self.guidance.setToolTip(GUIDANCE_TIP)
         self.guidance_label = QLabel("Guidance")  # "Guidance (distilled)" for FLUX dev (_sync_guidance)
         self.guidance_label.setToolTip(GUIDANCE_TIP)
+        # "Guidance (distilled)" is wider than the dock's grid gives it: wrap under "Guidance" rather
+        # than clip (the row grows only while a guidance-distilled FLUX model is the final).
+        self.guidance_label.setWordWrap(True)
         self.strength = QSpinBox()
         self.strength.setRange(0, 100)
         self.strength.setSuffix(" %")
