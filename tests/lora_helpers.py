@@ -6,8 +6,12 @@ the files test our name matching rather than repeat it.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import layouts
+import numpy as np
 import torch
+from safetensors.numpy import save_file
 from torch import nn
 
 from inference.formats.safetensors_file import save_tensors
@@ -103,3 +107,16 @@ def kohya_unet_layers(unet: nn.Module, conv: bool = True) -> dict[str, torch.Ten
             if child_name and (linear or (conv and isinstance(child, nn.Conv2d))):
                 out[f"{name}.{child_name}"] = child.weight.detach()
     return out
+
+
+def tiny_lora(path: Path, family: str = "sd1", metadata: dict | None = None) -> Path:
+    """A kohya LoRA of one module whose shapes say its family (what inference.library reads): the
+    editor's LoRA-list tests fill model folders with these."""
+    width = {"sd1": 768, "sdxl": 2048}[family]
+    key = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fill = sum(path.name.encode()) % 97 / 100  # every file different: the library tells them apart by hash
+    save_file({f"{key}.lora_down.weight": np.full((4, width), fill, np.float16),
+               f"{key}.lora_up.weight": np.zeros((640, 4), np.float16),
+               f"{key}.alpha": np.array(4.0, np.float16)}, str(path), metadata=metadata or {})
+    return path

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage
-from safetensors.numpy import save_file
 from test_ui_ai_support import (  # noqa: F401 - fixtures
     ai_env,
     close_ai_window,
@@ -24,17 +22,7 @@ from test_ui_ai_support import (  # noqa: F401 - fixtures
 from editor.ai import FakeEngine, catalog
 from editor.ai.catalog import ModelFacts
 from inference.api import LoraSpec
-
-
-def tiny_lora(path: Path, family: str = "sd1", metadata: dict | None = None) -> Path:
-    width = {"sd1": 768, "sdxl": 2048}[family]
-    key = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fill = sum(path.name.encode()) % 97 / 100  # every file different: the library tells them apart by hash
-    save_file({f"{key}.lora_down.weight": np.full((4, width), fill, np.float16),
-               f"{key}.lora_up.weight": np.zeros((640, 4), np.float16),
-               f"{key}.alpha": np.array(4.0, np.float16)}, str(path), metadata=metadata or {})
-    return path
+from lora_helpers import tiny_lora
 
 
 @pytest.fixture

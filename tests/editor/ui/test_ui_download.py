@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from _http_server import PAYLOAD, PAYLOAD_SHA, Route, http_server  # noqa: F401 - the fixture
+from http_server import PAYLOAD, PAYLOAD_SHA, Route, serve
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 from test_ui_support import editor_env, open_window  # noqa: F401 - the fixture
@@ -23,6 +23,12 @@ from editor.ui import download_dialog
 from editor.ui.download_dialog import PROGRESS_STEPS, DownloadDialog
 
 TIMEOUT_MS = 10000
+
+
+@pytest.fixture
+def http_server(monkeypatch):
+    with serve(monkeypatch) as httpd:
+        yield httpd
 
 
 @pytest.fixture
@@ -50,7 +56,7 @@ def _wait_idle(qtbot, dlg: DownloadDialog) -> None:
     qtbot.waitUntil(lambda: not dlg.running() and dlg.download_button.isEnabled(), timeout=TIMEOUT_MS)
 
 
-def test_a_download_lands_in_the_folder_with_its_hash_and_a_full_bar(qtbot, dialog, lib, http_server):  # noqa: F811
+def test_a_download_lands_in_the_folder_with_its_hash_and_a_full_bar(qtbot, dialog, lib, http_server):
     http_server.routes["/models/tiny.safetensors"] = Route()
     _fill(dialog, f"{http_server.base}/models/tiny.safetensors?token=secret", PAYLOAD_SHA.upper())
     assert dialog.add_folder.isHidden()  # the folder is a model folder already
@@ -68,7 +74,7 @@ def test_a_download_lands_in_the_folder_with_its_hash_and_a_full_bar(qtbot, dial
     assert dialog.download_button.isEnabled() and not dialog.cancel_button.isEnabled()
 
 
-def test_a_wrong_hash_is_one_line_and_leaves_no_file(qtbot, dialog, lib, http_server):  # noqa: F811
+def test_a_wrong_hash_is_one_line_and_leaves_no_file(qtbot, dialog, lib, http_server):
     http_server.routes["/m.safetensors"] = Route()
     _fill(dialog, f"{http_server.base}/m.safetensors", "0" * 64)
     dialog.download_button.click()
@@ -79,7 +85,7 @@ def test_a_wrong_hash_is_one_line_and_leaves_no_file(qtbot, dialog, lib, http_se
     assert list(lib.iterdir()) == []  # neither the file nor its .part
 
 
-def test_cancel_keeps_the_part_and_a_second_download_resumes(qtbot, dialog, lib, http_server):  # noqa: F811
+def test_cancel_keeps_the_part_and_a_second_download_resumes(qtbot, dialog, lib, http_server):
     route = http_server.routes["/slow.safetensors"] = Route(delay_s=0.1)
     _fill(dialog, f"{http_server.base}/slow.safetensors", PAYLOAD_SHA)
     dialog.download_button.click()
@@ -102,7 +108,7 @@ def test_cancel_keeps_the_part_and_a_second_download_resumes(qtbot, dialog, lib,
     assert "resumed" in dialog.transfer.text()
 
 
-def test_closing_the_dialog_mid_download_cancels_it_and_keeps_the_part(qtbot, dialog, lib, http_server):  # noqa: F811
+def test_closing_the_dialog_mid_download_cancels_it_and_keeps_the_part(qtbot, dialog, lib, http_server):
     http_server.routes["/big.safetensors"] = Route(delay_s=0.1)
     _fill(dialog, f"{http_server.base}/big.safetensors")
     dialog.download_button.click()
@@ -148,7 +154,7 @@ def test_choose_offers_to_add_a_new_folder_and_cancelling_it_goes_back(qtbot, di
     ("{base}/x.safetensors", "", "../x.safetensors", "must be a plain file name"),
     ("{base}/x.safetensors", "", "notes.txt", "not a model file name"),
 ])
-def test_bad_fields_are_refused_before_any_request(qtbot, dialog, http_server, url, sha, name,  # noqa: F811
+def test_bad_fields_are_refused_before_any_request(qtbot, dialog, http_server, url, sha, name,
                                                    expected):
     http_server.routes["/x.safetensors"] = Route()
     _fill(dialog, url.format(base=http_server.base), sha, name)
@@ -159,7 +165,7 @@ def test_bad_fields_are_refused_before_any_request(qtbot, dialog, http_server, u
     assert dialog.download_button.isEnabled()
 
 
-def test_the_ui_thread_keeps_ticking_during_a_slow_download(qtbot, dialog, lib, http_server,  # noqa: F811
+def test_the_ui_thread_keeps_ticking_during_a_slow_download(qtbot, dialog, lib, http_server,
                                                              monkeypatch):
     http_server.routes["/drip.safetensors"] = Route(delay_s=0.03)  # 20 chunks: about 0.6 s
     threads = []
@@ -203,7 +209,7 @@ class _StubEngine:
 
 
 def test_file_menu_download_adds_the_folder_and_the_model_reaches_the_pickers(
-        editor_env, qtbot, tmp_path, http_server, monkeypatch):  # noqa: F811
+        editor_env, qtbot, tmp_path, http_server, monkeypatch):
     from editor.ui.ai import host
 
     monkeypatch.setattr(host._CoreLoader, "start", lambda self, device_setting: None)  # no torch

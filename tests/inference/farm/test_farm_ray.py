@@ -5,7 +5,6 @@ process stops every Ray process it started); two farm workers of one CPU each ru
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import secrets
@@ -36,6 +35,7 @@ from inference.errors import CancelledError  # noqa: E402
 from inference.farm.client import Farm, connect_or_local  # noqa: E402
 from inference.farm.errors import FarmUnavailableError  # noqa: E402
 from inference.farm.jobs import FarmJob, ModelSpec, Notice, Progress  # noqa: E402
+from inference.farm.worker import _torch_threads as torch_threads  # noqa: E402 - the worker's own switch
 
 pytestmark = pytest.mark.slow  # ~40-60 s in all on 2 busy cores: a head, two workers, a few renders
 
@@ -165,18 +165,6 @@ def _needs_house() -> Path:
     if not (HOUSE / "model_index.json").is_file():
         pytest.skip("the house model is not installed")
     return HOUSE
-
-
-@contextlib.contextmanager
-def _torch_threads(count: int):
-    import torch
-
-    own = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(own)
 
 
 def _house_vae_file(path: Path) -> Path:
@@ -364,9 +352,9 @@ def test_a_job_renders_with_the_clients_thread_count(farm):
     worker's own count comes back afterwards (the next job, without a count, uses it)."""
     house = _needs_house()
     engine = Engine()
-    with _torch_threads(2):
+    with torch_threads(2):
         two = engine.generate(ModelRef(house), HOUSE_REQUEST).image
-    with _torch_threads(1):
+    with torch_threads(1):
         one = engine.generate(ModelRef(house), HOUSE_REQUEST).image
     assert not np.array_equal(one, two)  # sums split over 2 threads round differently (±1, a few pixels)
     assert int(np.abs(one.astype(int) - two).max()) == 1
