@@ -269,12 +269,6 @@ class Engine:
             from .errors import InvalidRequestError
 
             raise InvalidRequestError(f"reference image given, but {ref.label} is not a FLUX Kontext model")
-        if type(pipeline).__module__.startswith(".".join((__package__, "flux"))) and (
-                request.init_latents is not None or request.structure_scale or request.structure_hold):
-            from .errors import InvalidRequestError
-
-            raise InvalidRequestError(f"{ref.label}: init latents and structure keeping are not supported for "
-                                      "FLUX yet; give an init image")
         # Merge the request's LoRAs, or put the base weights back exactly when it has none;
         # switching LoRAs or weights never reloads the model.
         lora_warnings: list[str] = []
