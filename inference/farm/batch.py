@@ -34,6 +34,7 @@ from .client import Farm, FarmJobHandle
 from .jobs import MAX_TEXT, FarmJob, FarmResult
 
 MANIFEST = "batch-manifest.json"
+MAX_MANIFEST_BYTES = 64 * 2**20
 MAX_FILE_BYTES = 64 * 2**20  # a prompt file is text; a bigger one is surely something else
 MAX_ITEMS = 100_000
 _SEED_RE = re.compile(r"\s+#seed=(\d{1,20})\s*$")
@@ -130,6 +131,8 @@ class Manifest:
         self.note: str | None = None
         self._lock = threading.Lock()
         try:
+            if self.path.stat().st_size > MAX_MANIFEST_BYTES:  # bounded memory: no batch writes one so big
+                raise ValueError(f"larger than {MAX_MANIFEST_BYTES // 2**20} MB")
             raw = json.loads(self.path.read_text(encoding="utf-8"))
             files = raw.get("files") if isinstance(raw, dict) else None
             if not isinstance(files, dict):

@@ -285,3 +285,28 @@ def test_a_failing_item_is_one_line_and_the_others_are_kept(tmp_path):
     manifest = Manifest(tmp_path)
     assert manifest.finished("0.png", "a") and not manifest.finished("0.png", "changed")
     assert not manifest.finished("1.png", "boom")
+
+
+@pytest.mark.parametrize("content, note", [
+    (b"{not json", True), (b"[1, 2, 3]", True), (b'{"files": "x"}', True), (b"\xff\xfe\x00", True),
+    (b'{"files": {"0.png": "x", "../../etc/passwd": {"key": 1, "sha256": "y"}, "1.png": {"key": "k"}}}', False),
+])
+def test_a_damaged_manifest_renders_again_and_never_trusts_its_entries(tmp_path, content, note):
+    from inference.farm.batch import Manifest
+
+    (tmp_path / "batch-manifest.json").write_bytes(content)
+    manifest = Manifest(tmp_path)
+    assert manifest.entries == {}  # nothing from it is used
+    assert (manifest.note is not None) == note
+    if note:
+        assert "\n" not in manifest.note and "rendering every item again" in manifest.note
+
+
+def test_an_oversized_manifest_is_not_read(tmp_path, monkeypatch):
+    import inference.farm.batch as batch
+    from inference.farm.batch import Manifest
+
+    monkeypatch.setattr(batch, "MAX_MANIFEST_BYTES", 100)
+    (tmp_path / "batch-manifest.json").write_text('{"files": {}}' + " " * 200)
+    manifest = Manifest(tmp_path)
+    assert manifest.entries == {} and "larger than" in manifest.note
