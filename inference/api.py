@@ -25,14 +25,14 @@ from .model_info import ModelInfo, Preset, read_model_info
 # seam correction for both (torch-free).
 from .outpaint import DEFAULT_STRENGTH as OUTPAINT_STRENGTH
 from .outpaint import extend_canvas, fill_empty, outpaint_request, seam_change_map
-from .requests import (GenerationRequest, GenerationResult, LoraSpec, Mode, as_mask_array, as_rgb_array,
-                       validate_request)
+from .requests import (MAX_STRUCTURE_BOUND, GenerationRequest, GenerationResult, LoraSpec, Mode, as_mask_array,
+                       as_rgb_array, validate_request)
 from .samplers.registry import SAMPLERS, SPACINGS, SamplerInfo, check_sampler, sampler_for_scheduler_class
 from .seams import seam_correct
 
 __all__ = [
     "DEFAULT_GUIDANCE", "DEFAULT_IMG2IMG_STRENGTH", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "MAX_GUIDANCE", "MAX_SIDE",
-    "MAX_STEPS", "OUTPAINT_STRENGTH", "SAMPLERS", "SEED_MAX", "SPACINGS",
+    "MAX_STEPS", "MAX_STRUCTURE_BOUND", "OUTPAINT_STRENGTH", "SAMPLERS", "SEED_MAX", "SPACINGS",
     "DownloadError", "DownloadResult", "GenerationRequest", "GenerationResult", "LibraryEntry", "LoraSpec", "Mode",
     "ModelInfo", "ModelLibrary",
     "Preset", "SamplerInfo", "SpeedPreset", "default_cache_path", "recognise_speed_lora",

@@ -18,7 +18,7 @@ from .api import GenerationRequest, GenerationResult, validate_request  # noqa: 
 from .conditioning import Conditioning, PromptCache, build_conditioning, guidance_embedding
 from .errors import InvalidRequestError
 from .guards import check_finite
-from .structure import applies, keep_structure
+from .structure import applies, bound_change, keep_structure
 from .api import as_mask_array, as_rgb_array
 from .images import mask_to_tensor, rgb_to_tensor, soft_paste_back, tensor_to_rgb
 from .loader import DiffusionModel
@@ -176,9 +176,13 @@ class Pipeline:
         total = schedule.num_steps
 
         # ILVR needs the init image's latents on the same noise trajectory (img2img/inpaint only).
-        structure = (request.structure_scale > 0 or request.structure_hold > 0) and mode in ("img2img", "inpaint")
+        structure = (request.structure_scale > 0 or request.structure_hold > 0
+                     or request.structure_bound > 0) and mode in ("img2img", "inpaint")
         if structure and image_latents is None:
             image_latents = _posterior_sample(model, image, generator)
+        if structure and request.structure_bound > 0:
+            # Denoised estimates are clean latents on every schedule: the reference is the init's own.
+            denoiser = _bounded_denoiser(denoiser, image_latents, request.structure_bound)
 
         def on_step(i: int, x_new: torch.Tensor, denoised: torch.Tensor):
             replacement = None
@@ -215,6 +219,16 @@ class Pipeline:
             rgb = soft_paste_back(rgb, original, as_mask_array(request.mask), request.paste_feather)
         info = {"mode": mode, "steps_run": total}
         return GenerationResult(rgb, request.seed, latents if return_latents else None, info)
+
+
+def _bounded_denoiser(denoiser, reference: torch.Tensor, bound: float):
+    """The denoiser with every estimate kept within ``bound`` per latent cell of ``reference`` (the
+    init image's clean latents): a refine may sharpen a cell, not repaint it."""
+    def model(x: torch.Tensor, sigma: float, timestep: float) -> torch.Tensor:
+        return bound_change(denoiser(x, sigma, timestep), reference.to(x.dtype), bound)
+
+    model.preconditioning = getattr(denoiser, "preconditioning", None) or "vp"  # type: ignore[attr-defined]
+    return model
 
 
 def _rescale_guidance(guided: torch.Tensor, text: torch.Tensor, rescale: float) -> torch.Tensor:

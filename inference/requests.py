@@ -50,6 +50,7 @@ def as_mask_array(mask: Any) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- request / result
 MAX_LORA_WEIGHT = 8.0  # beyond this every LoRA we know of turns the image to noise
+MAX_STRUCTURE_BOUND = 10.0  # latent units; scaled latents spread about 1, so 10 is no cap at all
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,12 @@ class GenerationRequest:
     # `structure_hold` share of the steps the whole latent stays on the init image's noise trajectory;
     # on the others its low frequencies coarser than `structure_scale` latent cells come from the
     # init image (ILVR; 0 = free). A refine of a preview uses them to add detail without moving the
-    # composition the user saw.
+    # composition the user saw. `structure_bound` (> 0) caps how far the model's denoised estimate
+    # may move any latent cell from the init image (RMS over the channels, scaled latents): the
+    # refine sharpens what is there instead of repainting a cell. 0 = no cap.
     structure_scale: int = 0
     structure_hold: float = 0.0
+    structure_bound: float = 0.0
     # FLUX Kontext: the image to edit (usually the canvas), uint8 (H, W, 3), any size; the model sees
     # it as extra image tokens. Other models refuse a request that has one.
     reference_image: np.ndarray | None = None
@@ -186,8 +190,11 @@ def validate_request(request: GenerationRequest) -> None:
         raise InvalidRequestError(f"structure scale {request.structure_scale!r} must be a whole number between 0 and 64")
     if not _is_number(request.structure_hold) or not 0.0 <= request.structure_hold <= 1.0:
         raise InvalidRequestError(f"structure hold {request.structure_hold!r} must be between 0 and 1")
-    if (request.structure_scale or request.structure_hold) and request.init_image is None:
-        raise InvalidRequestError("keeping structure (structure scale/hold) needs an init image")
+    if not _is_number(request.structure_bound) or not 0.0 <= request.structure_bound <= MAX_STRUCTURE_BOUND:
+        raise InvalidRequestError(f"structure bound {request.structure_bound!r} must be between 0 and "
+                                  f"{MAX_STRUCTURE_BOUND:g}")
+    if (request.structure_scale or request.structure_hold or request.structure_bound) and request.init_image is None:
+        raise InvalidRequestError("keeping structure (structure scale/hold/bound) needs an init image")
     if request.init_latents is not None:
         latents = request.init_latents
         if request.init_image is None:

@@ -6,6 +6,12 @@ the same level, with the same noise: ``x ← x − φ(x) + φ(ref_t)``, where φ
 (downsample by ``scale`` latent cells, then upsample; scale 1 holds the whole latent). The model
 still chooses every detail finer than φ keeps, so a full model refining a preview adds detail
 without moving the composition or the colours the user saw (issue 20: preview → final coherence).
+
+A bound (``bound_change``) limits how far the model's denoised estimate may move any latent cell
+from the reference: a refine may sharpen what is there but not repaint a cell. Small VAEs make this
+necessary: the house decoder turns a per-cell latent change of RMS 0.05 (7 % of its latents' spread)
+into a mean colour change of ΔE 4–6 with a maximum above 60, i.e. into shapes that were not in the
+preview.
 """
 from __future__ import annotations
 
@@ -26,6 +32,15 @@ def lowpass(x: torch.Tensor, scale: int) -> torch.Tensor:
 def keep_structure(x: torch.Tensor, reference: torch.Tensor, scale: int) -> torch.Tensor:
     """``x`` with its low frequencies (coarser than ``scale`` latent cells) taken from ``reference``."""
     return x - lowpass(x, scale) + lowpass(reference, scale)
+
+
+def bound_change(x: torch.Tensor, reference: torch.Tensor, bound: float) -> torch.Tensor:
+    """``x`` with each latent cell's change from ``reference`` (RMS over the channels) shrunk to at
+    most ``bound``; cells within it, and the direction of every change, are kept."""
+    delta = x - reference
+    rms = delta.float().pow(2).mean(dim=1, keepdim=True).sqrt()
+    factor = torch.clamp(bound / rms.clamp(min=1e-12), max=1.0).to(delta.dtype)
+    return reference + delta * factor
 
 
 def applies(step: int, total: int, share: float) -> bool:

@@ -21,7 +21,7 @@ from ..api import MAX_SIDE, GenerationRequest, LoraSpec, validate_request
 from ..errors import InvalidRequestError
 from .errors import FarmPayloadError
 
-WIRE_VERSION = 2  # 2: a job carries its VAE and UNet files and the client's torch thread count
+WIRE_VERSION = 3  # 2: a job carries its VAE and UNet files and the client's torch thread count; 3: structure_bound
 MAX_TEXT = 20_000  # prompts far beyond CLIP's 75-token chunks are still fine; megabytes are not
 MAX_INFO_ITEMS = 64
 HASH_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -238,6 +238,7 @@ _REQUEST_FIELDS = {
     "loras": lambda v: _loras(v),
     "structure_scale": lambda v: _int(v, "structure scale", 0, 64),
     "structure_hold": lambda v: _float(v, "structure hold"),
+    "structure_bound": lambda v: _float(v, "structure bound"),
     "reference_image": lambda v: None if v is None else _array(v, "reference image", "u", 3, 3),
     "init_latents": lambda v: None if v is None else _latents(v),
 }

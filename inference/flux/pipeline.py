@@ -88,7 +88,8 @@ class FluxPipeline:
 
     def _check(self, request: GenerationRequest) -> None:
         validate_request(request)
-        if request.init_latents is not None or request.structure_scale or request.structure_hold:
+        if (request.init_latents is not None or request.structure_scale or request.structure_hold
+                or request.structure_bound):
             # The SD pipeline's latent refine (inference/structure.py) is not built for packed FLUX
             # latents: refused, never silently ignored.
             raise InvalidRequestError(f"{self.model.name}: init latents and structure keeping are not supported "

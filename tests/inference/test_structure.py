@@ -1,5 +1,6 @@
 """Refining a result in latent space while keeping its structure (issue 20: preview → final
-coherence): `init_latents` and ILVR's `structure_scale` (inference/structure.py)."""
+coherence): `init_latents`, ILVR's `structure_scale`, the hold and the per-cell bound
+(inference/structure.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from inference.api import GenerationRequest, validate_request
 from inference.errors import InvalidRequestError
-from inference.structure import applies, keep_structure, lowpass
+from inference.structure import applies, bound_change, keep_structure, lowpass
 
 SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "house"
 needs_house = pytest.mark.skipif(not (SHIPPED / "full" / "model_index.json").exists(), reason="no house model")
@@ -54,6 +55,20 @@ def _request(**changes) -> GenerationRequest:
     return GenerationRequest(**base)
 
 
+def test_bound_change_caps_each_cells_change_and_keeps_its_direction():
+    g = torch.Generator().manual_seed(5)
+    reference = torch.randn((1, 4, 6, 8), generator=g)
+    delta = torch.randn((1, 4, 6, 8), generator=g) * 0.2
+    delta[..., 0, 0] = 0.01  # one cell well inside the bound
+    out = bound_change(reference + delta, reference, 0.1)
+    rms = (out - reference).pow(2).mean(dim=1).sqrt()
+    assert float(rms.max()) == pytest.approx(0.1, abs=1e-6)  # the large changes end exactly at the bound
+    assert torch.allclose(out[..., 0, 0], (reference + delta)[..., 0, 0])  # a small change is kept as it is
+    cosine = F.cosine_similarity((out - reference).flatten(2), delta.flatten(2), dim=1)
+    assert float(cosine.min()) > 0.999  # shrunk, never turned
+    assert torch.equal(bound_change(reference, reference, 0.1), reference)
+
+
 @pytest.mark.parametrize("changes, words", [
     ({"init_latents": np.zeros((4, 5, 8), np.float32)}, "init latents must be an array (C, 6, 8), got (4, 5, 8)"),
     ({"init_latents": np.zeros((4, 6, 8), np.int64)}, "init latents must be finite float32/float64"),
@@ -65,8 +80,15 @@ def _request(**changes) -> GenerationRequest:
     ({"structure_scale": -1}, "structure scale -1 must be a whole number between 0 and 64"),
     ({"structure_scale": 2.5}, "structure scale 2.5"),
     ({"structure_scale": True}, "structure scale True"),
-    ({"structure_scale": 2, "init_image": None}, "keeping structure (structure scale/hold) needs an init image"),
-    ({"structure_hold": 0.5, "init_image": None}, "keeping structure (structure scale/hold) needs an init image"),
+    ({"structure_scale": 2, "init_image": None}, "keeping structure (structure scale/hold/bound) needs an init image"),
+    ({"structure_hold": 0.5, "init_image": None}, "keeping structure (structure scale/hold/bound) needs an init image"),
+    ({"structure_bound": 0.05, "init_image": None}, "keeping structure (structure scale/hold/bound) needs an init image"),
+    ({"structure_bound": -0.05}, "structure bound -0.05 must be between 0 and 10"),
+    ({"structure_bound": float("inf")}, "structure bound inf must be between 0 and 10"),
+    ({"structure_bound": float("nan")}, "structure bound nan"),
+    ({"structure_bound": 11.0}, "structure bound 11.0 must be between 0 and 10"),
+    ({"structure_bound": "0.05"}, "structure bound '0.05'"),
+    ({"structure_bound": True}, "structure bound True"),
     ({"structure_hold": float("nan")}, "structure hold nan must be between 0 and 1"),
     ({"structure_hold": -0.1}, "structure hold -0.1"),
 ])
@@ -120,3 +142,23 @@ def test_keeping_structure_brings_the_refine_closer_to_the_preview(house):
                 strength=0.5, init_latents=preview.latents[0].float().numpy(), structure_scale=scale))
             distances[scale].append(float((coarse(final.image) - coarse(preview.image)).abs().mean()))
     assert np.mean(distances[2]) < 0.6 * np.mean(distances[0]), distances
+
+
+@needs_house
+def test_the_bound_keeps_every_latent_cell_of_the_refine_near_the_preview(house):
+    """Euler ends on the last denoised estimate, so with only a bound the result's latents lie within
+    it of the preview's, cell by cell; without one the refine moves cells much further."""
+    engine, preview_ref, full_ref = house
+    prompt = "a landscape at day with green hills, a clear sky, pine trees and a blue house"
+    preview = engine.generate(preview_ref, GenerationRequest(prompt, seed=1185, steps=1, guidance=0.0, width=128,
+                                                             height=128), return_latents=True)
+    latents = preview.latents[0].float()
+    largest = {}
+    for bound in (0.0, 0.05):
+        final = engine.generate(full_ref, GenerationRequest(
+            prompt, seed=1185, steps=20, guidance=1.5, width=128, height=128, init_image=preview.image,
+            strength=0.3, init_latents=latents.numpy(), structure_bound=bound), return_latents=True)
+        change = (final.latents[0].float() - latents).pow(2).mean(dim=0).sqrt()
+        largest[bound] = float(change.max())
+    assert largest[0.05] <= 0.05 + 1e-4, largest
+    assert largest[0.0] > 4 * 0.05, largest

@@ -29,7 +29,7 @@ def _inpaint_job() -> FarmJob:
                                 sampler="dpmpp_2m_karras", timestep_spacing="trailing", guidance=6.5, width=64,
                                 height=48, init_image=image, strength=0.6, mask=mask, paste_back=False,
                                 paste_feather=3, change_map=change, image_guidance=1.25, guidance_rescale=0.7,
-                                tcd_gamma=0.45, structure_scale=2, structure_hold=0.75,
+                                tcd_gamma=0.45, structure_scale=2, structure_hold=0.75, structure_bound=0.05,
                                 init_latents=rng.standard_normal((4, 6, 8)).astype(np.float32))
     return FarmJob(request, ModelSpec(HASH, "m.safetensors", "/lib/m.safetensors", "float16", "epsilon"),
                    "job-1", 0.25)
@@ -160,6 +160,9 @@ def _with(payload: dict, path: tuple, value):
     (("request", "structure_scale"), 65, "structure scale 65 is out of range [0, 64]"),
     (("request", "structure_scale"), True, "structure scale must be a whole number, got bool"),
     (("request", "structure_hold"), 1.5, "structure hold 1.5 must be between 0 and 1"),
+    (("request", "structure_bound"), "0.05", "structure bound must be a number, got str"),
+    (("request", "structure_bound"), float("inf"), "structure bound must be finite"),
+    (("request", "structure_bound"), -0.5, "structure bound -0.5 must be between 0 and 10"),
     (("request", "evil"), 1, "request has unknown fields ['evil']"),
     (("request", "seed"), KeyError, "request lacks fields ['seed']"),
     (("model", "content_hash"), "ab" * 16, "model hash must be 64 lowercase hex digits"),
@@ -168,7 +171,7 @@ def _with(payload: dict, path: tuple, value):
      "LoRA files do not match the request's LoRAs"),
     (("loras",), "x", "LoRA files must be a list"),
     (("job_id",), "../../etc", "job id must be 1-64 letters"),
-    (("version",), 1, "wire version 1 is not 2"),
+    (("version",), 1, "wire version 1 is not 3"),
     (("vae",), "/models/vae.safetensors", "VAE must be a mapping, got str"),  # a path instead of a hash
     (("vae",), {**MODEL, "content_hash": "/models/vae.safetensors"}, "VAE hash must be 64 lowercase hex digits"),
     (("vae",), {**MODEL, "content_hash": HASH.upper()}, "VAE hash must be 64 lowercase hex digits"),

@@ -36,7 +36,7 @@ def test_flux_folder_facts_and_engine_render(schnell):
 
     init = dict(prompt="a red boat", width=64, height=64, steps=2, seed=3, guidance=0.0, init_image=image,
                 strength=0.5)
-    for extra in ({"structure_scale": 2}, {"init_latents": np.zeros((16, 8, 8), np.float32)}):
+    for extra in ({"structure_scale": 2}, {"structure_bound": 0.05}, {"init_latents": np.zeros((16, 8, 8), np.float32)}):
         with pytest.raises(InvalidRequestError, match="not supported for FLUX yet"):
             engine.generate(ref, GenerationRequest(**init, **extra))
 
