@@ -17,6 +17,7 @@ installs).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,6 +221,10 @@ class ModelEntry:
     # worth refining, so the final model renders those at a few steps (house.json "partial_denoise":
     # the house student's one-step img2img frames are blotches, docs/coherence.md).
     partial_denoise: bool = True
+    # As a final model: the largest change of any latent cell (RMS over its channels) a refine of a
+    # live frame may make (house.json "refine_bound"; None: no cap). The house VAE turns small latent
+    # changes into new shapes, so its refine is capped (docs/coherence.md).
+    refine_bound: Optional[float] = None
 
     @property
     def available(self) -> bool:
@@ -236,6 +241,14 @@ def _notes(folder: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _refine_bound(notes: dict) -> Optional[float]:
+    """house.json "refine_bound": a positive finite number up to the engine's limit, else no cap."""
+    from inference.api import MAX_STRUCTURE_BOUND  # torch-free
+
+    value = _number(notes.get("refine_bound"), float)
+    return value if value is not None and math.isfinite(value) and 0 < value <= MAX_STRUCTURE_BOUND else None
 
 
 def _number(value, kind):
@@ -353,7 +366,8 @@ def resolve(model_id: str) -> ModelEntry:
         return ModelEntry(model_id, HOUSE_LABELS[model_id], folder,
                           _number(notes.get("native_resolution"), int) or HOUSE_NATIVE,
                           _number(notes.get("steps"), int), _number(notes.get("guidance"), float), problem,
-                          partial_denoise=notes.get("partial_denoise", True) is not False)
+                          partial_denoise=notes.get("partial_denoise", True) is not False,
+                          refine_bound=_refine_bound(notes))
     path = Path(model_id).expanduser()
     label = path.stem if path.suffix.lower() in CHECKPOINT_SUFFIXES else path.name
     notes = _notes(path) if path.is_dir() else {}
@@ -367,7 +381,8 @@ def resolve(model_id: str) -> ModelEntry:
         problem = ""
     return ModelEntry(model_id, label or model_id, path, _number(notes.get("native_resolution"), int),
                       _number(notes.get("steps"), int), _number(notes.get("guidance"), float), problem,
-                      partial_denoise=notes.get("partial_denoise", True) is not False)
+                      partial_denoise=notes.get("partial_denoise", True) is not False,
+                      refine_bound=_refine_bound(notes))
 
 
 def inspected_entry(path: str) -> ModelEntry:

@@ -300,7 +300,8 @@ def build_plan(document, request: EditRequest, native_resolution: int, *,
 def refine_plan(plan: GenerationPlan, preview: GeneratedImage, native_resolution: int, *, model_id: str,
                 strength: float = 0.5, request: Optional[EditRequest] = None,
                 seeds: Optional[list[int]] = None, latents: bool = False,
-                structure_scale: int = 0, structure_hold: float = 0.0) -> GenerationPlan:
+                structure_scale: int = 0, structure_hold: float = 0.0,
+                structure_bound: float = 0.0) -> GenerationPlan:
     """A final render that refines a preview: img2img (inpaint keeps its mask)
     from the preview as it looks on the canvas, with the preview's seed, so the
     final stays coherent with what the user saw. ``request`` gives the final's
@@ -309,7 +310,8 @@ def refine_plan(plan: GenerationPlan, preview: GeneratedImage, native_resolution
     ``latents`` (the final model reads the preview model's latents): start from
     the preview's latents, holding them for the first ``structure_hold`` share of
     the steps and keeping their structure coarser than ``structure_scale`` latent
-    cells on the others (issue 20)."""
+    cells on the others, no latent cell moving more than ``structure_bound``
+    (issue 20)."""
     base = plan.source if plan.source is not None else plan.original[..., :3]
     alpha = preview.rgba[..., 3].astype(np.float32) / 255.0
     on_canvas = compose(base, preview.rgba[..., :3], alpha)
@@ -319,19 +321,20 @@ def refine_plan(plan: GenerationPlan, preview: GeneratedImage, native_resolution
                            plan.denoise, plan.weights, plan.ring, native_resolution, strength,
                            list(seeds) if seeds else [preview.seed], refined=True, reference=plan.reference)
     if latents and preview.latents is not None:
-        refined.engine_requests = [_from_latents(r, preview.latents, structure_scale, structure_hold)
+        refined.engine_requests = [_from_latents(r, preview.latents, structure_scale, structure_hold, structure_bound)
                                    for r in refined.engine_requests]
     return refined
 
 
 def _from_latents(request: GenerationRequest, latents: np.ndarray, structure_scale: int,
-                  structure_hold: float) -> GenerationRequest:
+                  structure_hold: float, structure_bound: float = 0.0) -> GenerationRequest:
     """The refine starts from the preview's own latents (when they fit this request's size) and keeps
-    the preview's structure (inference/structure.py: hold, then ILVR at ``structure_scale``)."""
+    the preview's structure (inference/structure.py: hold, then ILVR at ``structure_scale``, each
+    cell's change capped at ``structure_bound``)."""
     if latents.ndim != 3 or tuple(latents.shape[1:]) != (request.height // 8, request.width // 8):
         return request  # planned at another size: start from the pixels
     return dataclasses.replace(request, init_latents=np.asarray(latents, np.float32), structure_scale=structure_scale,
-                               structure_hold=structure_hold)
+                               structure_hold=structure_hold, structure_bound=structure_bound)
 
 
 # --------------------------------------------------------------------------- results

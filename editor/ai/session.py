@@ -58,7 +58,8 @@ DEFAULT_FRAME_SIDE = 512
 # (pixels would go through the lossy VAE round trip first); for the first REFINE_HOLD share of those
 # steps the latent stays on the frame's noise trajectory, after that only its structure coarser than
 # REFINE_STRUCTURE_SCALE latent cells does (ILVR), so the final model adds detail without moving the
-# composition or adding objects.
+# composition. A final model that declares a refine bound (catalog.ModelEntry.refine_bound, the house
+# model) may not move any latent cell further than that, so it cannot grow new objects either.
 REFINE_STRENGTH = 0.3
 REFINE_HOLD = 0.75
 REFINE_STRUCTURE_SCALE = 2
@@ -110,6 +111,7 @@ class AISession:
                  engine_for: Callable[[tuple[str, ...]], tuple[object, str]],
                  preview_settings: Callable[[str], tuple[Optional[int], Optional[float]]] = lambda _m: (None, None),
                  partial_denoise: Callable[[str], bool] = lambda _m: True,
+                 refine_bound: Callable[[str], Optional[float]] = lambda _final: None,
                  fill_model: Callable[[str], Optional[str]] = lambda _final: None,
                  rng: Optional[random.Random] = None) -> None:
         self.document = document
@@ -138,6 +140,7 @@ class AISession:
         self._engine_for = engine_for
         self._preview_settings = preview_settings
         self._partial_denoise = partial_denoise
+        self._refine_bound = refine_bound  # final id -> its refine's latent-change cap (None: none)
         self._fill_model = fill_model  # final id -> the FLUX Fill model that repaints its masks, if any
         self._rng = rng or random.Random()
         self._links: list[tuple[Signal, Callable]] = []
@@ -499,7 +502,8 @@ class AISession:
         plan = refine_plan(frame.plan, frame.image, native, model_id=final_id, strength=REFINE_STRENGTH,
                            request=request, seeds=request.seeds(),
                            latents=shares_latents(self.engine, frame.plan.model_id, engine_model_id(final_id)),
-                           structure_scale=REFINE_STRUCTURE_SCALE, structure_hold=REFINE_HOLD)
+                           structure_scale=REFINE_STRUCTURE_SCALE, structure_hold=REFINE_HOLD,
+                           structure_bound=self._refine_bound(final_id) or 0.0)
         plan.status = status
         return self.service.submit(plan)
 

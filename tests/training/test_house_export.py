@@ -146,6 +146,14 @@ def test_export_can_keep_an_earlier_decoder(folders, tmp_path):
     own = torch.load(run / "vae.pt", weights_only=False)["model"]
     assert all(torch.equal(kept[k], wanted[k]) for k in wanted)
     assert not all(torch.equal(kept[k], own[k].half().float()) for k in own)
+    # The editor's notes travel with every export: the full model's refine bound, and the preview
+    # (no distilled student in this run: the UNet itself) renders canvas-start frames on its own.
+    import json
+
+    full_notes = json.loads((tmp_path / "out" / "full" / "house.json").read_text())
+    preview_notes = json.loads((tmp_path / "out" / "preview" / "house.json").read_text())
+    assert full_notes["refine_bound"] == configs.FULL_REFINE_BOUND == 0.035 and "refine_bound" not in preview_notes
+    assert preview_notes["partial_denoise"] is True and preview_notes["distilled"] is False
 
 
 def test_export_refuses_a_decoder_of_another_latent_scale(folders, tmp_path):

@@ -31,6 +31,9 @@ FULL_SCHEDULER = {"_class_name": "EulerDiscreteScheduler", **_SCHEDULE}
 PREVIEW_SCHEDULER = {"_class_name": "EulerDiscreteScheduler", **_SCHEDULE}
 
 FULL_STEPS, FULL_GUIDANCE = 20, 3.0
+# The editor's refine of a live frame may move no latent cell further than this (house.json
+# "refine_bound"): this small VAE turns small latent changes into new shapes (docs/coherence.md).
+FULL_REFINE_BOUND = 0.035
 PREVIEW_STEPS, PREVIEW_GUIDANCE = 1, 0.0
 
 

@@ -156,7 +156,8 @@ def export_checkpoint(ckpt: str | Path, out: str | Path = "assets/house", vae_fr
     out = Path(out)
     notes = {"training": m["state"], "native_resolution": configs.RESOLUTION}
     full = write_folder(out / "full", m["unet"], m["vae"], m["text"], configs.FULL_SCHEDULER,
-                        {**notes, "steps": configs.FULL_STEPS, "guidance": configs.FULL_GUIDANCE})
+                        {**notes, "steps": configs.FULL_STEPS, "guidance": configs.FULL_GUIDANCE,
+                         "refine_bound": configs.FULL_REFINE_BOUND})
     preview_unet = m["preview"] if m["preview"] is not None else m["unet"]
     preview = write_folder(out / "preview", preview_unet, m["vae"], m["text"], configs.PREVIEW_SCHEDULER,
                            {**notes, "steps": configs.PREVIEW_STEPS, "guidance": configs.PREVIEW_GUIDANCE,

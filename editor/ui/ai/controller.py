@@ -86,7 +86,7 @@ class AIController(QObject):
         )
         self.ai = AISession(session.document, request, post=self.relay.post, engine_for=self._engine_for,
                             preview_settings=self._preview_settings, partial_denoise=self._partial_denoise,
-                            fill_model=self.fill_model, rng=rng)
+                            refine_bound=self._refine_bound, fill_model=self.fill_model, rng=rng)
         for name in ("frame_changed", "mode_changed", "overlay_changed", "progress_changed", "progress_preview",
                      "message", "busy_changed", "live_changed", "live_stats_changed", "staging_changed",
                      "request_changed"):
@@ -183,6 +183,9 @@ class AIController(QObject):
 
     def _partial_denoise(self, model_id: str) -> bool:
         return (self.entries.get(model_id) or self.entry(model_id)).partial_denoise
+
+    def _refine_bound(self, model_id: str) -> Optional[float]:
+        return (self.entries.get(model_id) or self.entry(model_id)).refine_bound
 
     def set_models(self, preview: Optional[str] = None, final: Optional[str] = None) -> None:
         """Choose the preview and/or final model (ids as in the settings, which keep them).

@@ -62,3 +62,36 @@ def test_sizes_read_like_a_file_manager():
     assert catalog.format_size(512) == "512 bytes"
     assert catalog.format_size(22_211_148) == "22.2 MB"
     assert catalog.format_size(2_132_000_000) == "2.1 GB"
+
+
+@needs_house
+def test_the_house_final_model_declares_its_refine_bound_and_the_preview_none():
+    # house.json "refine_bound" (issue 20, docs/coherence.md): the refine of a live frame by the full
+    # house model may move a latent cell by at most this much.
+    assert catalog.resolve(catalog.HOUSE_FULL).refine_bound == 0.035
+    assert catalog.resolve(catalog.HOUSE_PREVIEW).refine_bound is None
+
+
+@pytest.mark.parametrize("value, expected", [
+    (0.05, 0.05), (2, 2.0), ("0.1", 0.1),
+    (0, None), (-0.05, None), (float("nan"), None), (float("inf"), None), (1e9, None), (True, None),
+    (None, None), ("much", None), ([0.05], None), ({"bound": 0.05}, None),
+])
+def test_a_folders_refine_bound_is_read_or_ignored_never_trusted(tmp_path, value, expected):
+    import json
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}")
+    (folder / "house.json").write_text(json.dumps({"refine_bound": value}))
+    entry = catalog.resolve(str(folder))
+    assert entry.refine_bound == expected
+
+
+def test_a_broken_house_json_gives_no_bound(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}")
+    for text in ("{not json", "[0.05]", "\xff\xfe", ""):
+        (folder / "house.json").write_text(text, encoding="latin-1")
+        assert catalog.resolve(str(folder)).refine_bound is None

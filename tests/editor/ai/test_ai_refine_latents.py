@@ -91,13 +91,15 @@ def test_a_refine_starts_from_the_frames_latents_and_keeps_its_structure():
         frame = frames[-1]
         assert frame.image.latents.shape == (4, 8, 8) and float(frame.image.latents[0, 0, 0]) == 9.0
         plan = refine_plan(frame.plan, frame.image, 64, model_id="final", strength=0.3, latents=True,
-                           structure_scale=2)
+                           structure_scale=2, structure_bound=0.05)
         sent = plan.engine_requests[0]
         assert sent.init_image is not None and sent.strength == 0.3 and sent.structure_scale == 2
+        assert sent.structure_bound == 0.05
         assert np.array_equal(sent.init_latents, frame.image.latents)
         # Latents from another latent space, or of another size, are not used: pixels are.
         plain = refine_plan(frame.plan, frame.image, 64, model_id="final", strength=0.3)
         assert plain.engine_requests[0].init_latents is None and plain.engine_requests[0].structure_scale == 0
+        assert plain.engine_requests[0].structure_bound == 0.0  # a bound only makes sense against the latents
         frame.image.latents = np.zeros((4, 5, 8), np.float32)
         resized = refine_plan(frame.plan, frame.image, 64, model_id="final", strength=0.3, latents=True,
                               structure_scale=2)

@@ -25,7 +25,7 @@ TIMEOUT = 10.0
 class Harness:
     """An AISession over a 64x64 document; worker reports wait in ``events`` until pumped."""
 
-    def __init__(self, engine=None, doc=None, **request):
+    def __init__(self, engine=None, doc=None, refine_bound=lambda _final: None, **request):
         self.engine = engine or FakeEngine(native_resolution=64)
         if doc is None:
             doc = Document(64, 64)
@@ -36,7 +36,7 @@ class Harness:
                     preview_model="preview", final_model="final")
         base.update(request)
         self.ai = AISession(doc, EditRequest(**base), post=self.post, engine_for=lambda _ids: (self.engine, ""),
-                            preview_settings=lambda _m: (1, None))
+                            preview_settings=lambda _m: (1, None), refine_bound=refine_bound)
         self.messages: list = []
         self.ai.message.connect(lambda text, level: self.messages.append((text, level)))
         self.ai.set_frame(GenerationFrame(0, 0, 64, 64))
@@ -213,7 +213,9 @@ def test_generate_refines_from_the_frames_latents_when_the_models_share_them():
         def latent_space(self, model_id):
             return {"preview": "sd", "final": "sd", "other": "sdxl"}[model_id]
 
-    h = Harness(LatentEngine(native_resolution=64), steps=20)
+    asked = []
+    h = Harness(LatentEngine(native_resolution=64), steps=20,
+                refine_bound=lambda final: asked.append(final) or {"final": 0.035}.get(final))
     live_on(h)
     h.ai.generate()
     h.settle()
@@ -221,10 +223,17 @@ def test_generate_refines_from_the_frames_latents_when_the_models_share_them():
     assert model == "final" and request.init_latents is not None and float(request.init_latents.mean()) == 0.5
     assert request.structure_scale == session_module.REFINE_STRUCTURE_SCALE == 2
     assert request.structure_hold == session_module.REFINE_HOLD == 0.75
+    # The cap is the final model's own (catalog: house.json "refine_bound"); a model without one has none.
+    assert asked == ["final"] and request.structure_bound == 0.035
     from editor.ai.engine import shares_latents
 
     assert shares_latents(h.engine, "preview", "final") and not shares_latents(h.engine, "preview", "other")
     assert not shares_latents(FakeEngine(), "preview", "final")
+    h2 = Harness(LatentEngine(native_resolution=64), steps=20)
+    live_on(h2)
+    h2.ai.generate()
+    h2.settle()
+    assert h2.engine.calls[-1][1].structure_bound == 0.0 and h2.engine.calls[-1][1].init_latents is not None
 
 
 def test_generate_while_the_preview_renders_waits_for_it_then_refines_it():
