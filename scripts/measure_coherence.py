@@ -9,7 +9,7 @@ guidance for Live. Live renders the frame (the live preview), then
 over the document as the canvas shows them and compared with
 ``editor.ai.coherence`` over the area the result layer covers.
 
-    python scripts/measure_coherence.py --json OUT.json [--strength 0.5 0.3 ...] [--cases 6]
+    python scripts/measure_coherence.py --json OUT.json [--strength 0.5 0.3 ...] [--cases 6] [--save DIR]
 
 ``--strength`` overrides the refine strength (``session.REFINE_STRENGTH``) to
 sweep it; without it the editor's default is measured.
@@ -55,6 +55,7 @@ class Case:
     seed: int
     scene: Optional[np.ndarray]  # RGB document content (None: a new white document)
     scene_seed: int
+    attrs: Optional[dict] = None  # what the prompt asks for (the house rules read it back)
 
 
 def _prompts(count: int, seed: int) -> list[tuple[dict, str]]:
@@ -70,17 +71,20 @@ def _scene(seed: int) -> tuple[np.ndarray, dict]:
     return np.asarray(image)[..., :3].astype(np.uint8), getattr(truth, "attrs", {})
 
 
-def build_cases(per_mode: int) -> list[Case]:
-    """``per_mode`` cases of each mode, each with its own prompt, seed and document."""
-    prompts = _prompts(per_mode * len(MODES), seed=2020)
+def build_cases(per_mode: int, case_set: int = 0) -> list[Case]:
+    """``per_mode`` cases of each mode, each with its own prompt, seed and document. ``case_set``
+    picks disjoint prompts, seeds and documents (0 is the set the defaults were tuned on; report
+    held-out sets 1, 2, ... beside it)."""
+    prompts = _prompts(per_mode * len(MODES), seed=2020 + case_set)
     cases = []
     for m, mode in enumerate(MODES):
         for i in range(per_mode):
             k = m * per_mode + i
             prompt = prompts[k][1]
-            scene_seed = 9000 + k
+            scene_seed = 9000 + k + 100_000 * case_set
             scene = None if mode == "txt2img" else _scene(scene_seed)[0]
-            cases.append(Case(mode, i, prompt, seed=1000 + 37 * k, scene=scene, scene_seed=scene_seed))
+            seed = 1000 + 37 * k + 1_000_003 * case_set
+            cases.append(Case(mode, i, prompt, seed=seed, scene=scene, scene_seed=scene_seed, attrs=prompts[k][0]))
     return cases
 
 
@@ -148,7 +152,32 @@ def covered(image: GeneratedImage) -> tuple[slice, slice]:
     return slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
 
 
-def run_case(engine, entries, case: Case) -> tuple[Coherence, dict]:
+def save_pair(folder: Path, case: Case, preview: np.ndarray, final: np.ndarray) -> Path:
+    """preview | final | ΔE map (white = ΔE ≥ 50), 2× nearest-neighbour, for looking at a case."""
+    from PIL import Image
+
+    from editor.ai.coherence import delta_e_map
+
+    diff = np.clip(delta_e_map(preview, final) * (255.0 / 50.0), 0, 255).astype(np.uint8)
+    strip = np.concatenate([preview, final, np.repeat(diff[..., None], 3, axis=2)], axis=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{case.mode}-{case.index}.png"
+    Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2), Image.NEAREST).save(path)
+    return path
+
+
+def adherence_share(attrs: dict, rgb: np.ndarray) -> float:
+    """Share of the prompt's attribute groups the house rules read back from a txt2img picture
+    (training/house/rules.py): what the final adds over the preview, beside how much it changes."""
+    from training.house.rules import adherence, read_attributes
+
+    verdicts = adherence(attrs, read_attributes(rgb))
+    return sum(verdicts.values()) / len(verdicts)
+
+
+def run_case(engine, entries, case: Case, save: Optional[Path] = None,
+             bound: Optional[float] = None) -> tuple[Coherence, dict]:
+    """One case on the default path; ``bound`` overrides the final model's refine bound (0: none)."""
     preview_entry, final_entry = entries
     pump = Pump()
     doc, frame = make_document(case)
@@ -159,7 +188,8 @@ def run_case(engine, entries, case: Case) -> tuple[Coherence, dict]:
     ai = AISession(doc, request, post=pump.post, engine_for=lambda _ids: (engine, ""),
                    preview_settings=lambda _m: (preview_entry.steps or catalog.DEFAULT_PREVIEW_STEPS,
                                                 preview_entry.guidance),
-                   partial_denoise=lambda _m: preview_entry.partial_denoise)
+                   partial_denoise=lambda _m: preview_entry.partial_denoise,
+                   refine_bound=lambda _m: final_entry.refine_bound if bound is None else bound)
     try:
         ai.set_frame(frame)
         ai.poll()
@@ -183,8 +213,15 @@ def run_case(engine, entries, case: Case) -> tuple[Coherence, dict]:
         if final.rect != preview.rect:
             raise AssertionError(f"final {final.rect} and preview {preview.rect} differ in place")
         area = covered(final)
-        result = compare(on_canvas(preview, doc)[area], on_canvas(final, doc)[area])
-        return result, {"strength": strength, "guidance": job.plan.request.guidance, "final_s": round(final_s, 3),
+        seen, made = on_canvas(preview, doc)[area], on_canvas(final, doc)[area]
+        result = compare(seen, made)
+        if save is not None:
+            save_pair(save, case, seen, made)
+        extra = {}
+        if case.mode == "txt2img" and case.attrs:
+            extra = {"adherence_preview": adherence_share(case.attrs, seen),
+                     "adherence_final": adherence_share(case.attrs, made)}
+        return result, {**extra,"strength": strength, "guidance": job.plan.request.guidance, "final_s": round(final_s, 3),
                         "preview_by": "final" if shown.plan.model_id == final_entry.id else "preview",
                         "preview_s": round(shown.compute_time, 4)}
     finally:
@@ -210,6 +247,10 @@ def summarise(rows: list[dict]) -> dict:
         }
 
     out = {mode: agg([r for r in rows if r["mode"] == mode]) for mode in MODES if any(r["mode"] == mode for r in rows)}
+    scored = [r for r in rows if "adherence_final" in r]
+    if scored and "txt2img" in out:
+        out["txt2img"]["adherence_preview"] = round(float(np.mean([r["adherence_preview"] for r in scored])), 3)
+        out["txt2img"]["adherence_final"] = round(float(np.mean([r["adherence_final"] for r in scored])), 3)
     out["overall"] = agg(rows)
     out["meets"] = all(v["ssim"] >= SSIM_MIN and v["new_blobs"] == 0 for v in out.values() if isinstance(v, dict))
     return out
@@ -219,9 +260,11 @@ TUNABLES = ("REFINE_STRENGTH", "REFINE_GUIDANCE", "REFINE_HOLD", "REFINE_STRUCTU
 
 
 def measure(per_mode: int, strength: Optional[float] = None, threads: int = 2,
-            guidance: Optional[float] = None, **overrides) -> dict:
+            guidance: Optional[float] = None, save: Optional[Path] = None, case_set: int = 0,
+            bound: Optional[float] = None, **overrides) -> dict:
     """Run the cases; ``strength``/``guidance`` override the refine's (None: the editor's default), as
-    do ``overrides`` (session constants by lower-case name: hold=, structure_scale=, partial_preview_steps=)."""
+    do ``overrides`` (session constants by lower-case name: hold=, structure_scale=, partial_preview_steps=;
+    bound= replaces the final model's refine bound, 0 for none)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -241,9 +284,11 @@ def measure(per_mode: int, strength: Optional[float] = None, threads: int = 2,
     started = time.perf_counter()
     try:
         engine, entries = house_engine()
+        settings["refine_bound"] = entries[1].refine_bound if bound is None else float(bound)
         rows = []
-        for case in build_cases(per_mode):
-            result, extra = run_case(engine, entries, case)
+        for case in build_cases(per_mode, case_set):
+            result, extra = run_case(engine, entries, case, save if save is None or not case_set
+                                     else save / f"set{case_set}", bound)
             rows.append({"mode": case.mode, "index": case.index, "prompt": case.prompt, "seed": case.seed,
                          **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.as_dict().items()},
                          **extra})
@@ -252,7 +297,8 @@ def measure(per_mode: int, strength: Optional[float] = None, threads: int = 2,
         for name, value in saved.items():
             setattr(session_module, name, value)
     return {"refine_strength": settings["refine_strength"], "refine_guidance": used_guidance,
-            "default_strength": default, "settings": settings, "summary": summarise(rows), "cases": rows,
+            "default_strength": default, "settings": settings, "case_set": case_set, "summary": summarise(rows),
+            "cases": rows,
             "runtime_s": round(time.perf_counter() - started, 1)}
 
 
@@ -264,21 +310,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--guidance", type=float, nargs="*", help="refine guidances to sweep (default: the editor's)")
     parser.add_argument("--hold", type=float, nargs="*", help="refine hold shares to sweep (default: the editor's)")
     parser.add_argument("--structure-scale", type=int, nargs="*", help="refine ILVR scales to sweep")
+    parser.add_argument("--bound", type=float, nargs="*", help="refine latent-change bounds to sweep (0: none)")
     parser.add_argument("--partial-steps", type=int, help="steps of the final model's canvas-start live frames")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--case-set", type=int, nargs="*", default=[0],
+                        help="case sets (0: the tuning set; 1, 2, ...: held out)")
+    parser.add_argument("--save", type=Path, help="write preview | final | ΔE strips per case to this folder")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    runs = [measure(args.cases, s, args.threads, g, hold=h, structure_scale=k, partial_preview_steps=args.partial_steps)
+    runs = [measure(args.cases, s, args.threads, g, save=args.save, case_set=c, hold=h, structure_scale=k, bound=b,
+                    partial_preview_steps=args.partial_steps)
             for g in (args.guidance or [None]) for s in (args.strength or [None]) for h in (args.hold or [None])
-            for k in (args.structure_scale or [None])]
+            for k in (args.structure_scale or [None]) for b in (args.bound or [None]) for c in args.case_set]
     for run in runs:
-        print(f"refine {run['settings']} ({run['runtime_s']} s)", flush=True)
+        print(f"case set {run['case_set']}, refine {run['settings']} ({run['runtime_s']} s)", flush=True)
         for mode, v in run["summary"].items():
             if isinstance(v, dict):
                 print(f"  {mode:9s} n={v['cases']:2d} ssim={v['ssim']:.3f} (min {v['ssim_min']:.3f}) "
                       f"dE={v['delta_e']:.2f} |dRGB|={v['mean_abs_rgb']:.2f} blobs={v['new_blobs']:.2f} "
                       f"sharpness {v['sharpness_preview']:.0f} -> {v['sharpness_final']:.0f} "
                       f"(final sharper in {v['sharper_final_share']:.0%})")
+        t2i = run["summary"].get("txt2img", {})
+        if "adherence_final" in t2i:
+            print(f"  txt2img prompt adherence (house rules): preview {t2i['adherence_preview']:.3f} -> "
+                  f"final {t2i['adherence_final']:.3f}")
         print(f"  meets SSIM >= {SSIM_MIN} and no new blobs in every mode: {run['summary']['meets']}")
     report = {"runs": runs, "runtime_s": round(time.perf_counter() - started, 1)}
     print(f"runtime {report['runtime_s']} s")

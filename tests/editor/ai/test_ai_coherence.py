@@ -130,25 +130,31 @@ def test_default_path_refines_the_preview_in_every_mode(default_path):
 
 
 def test_default_path_coherence_does_not_regress(default_path):
-    # Floors under today's figures on these 4 cases (SSIM 0.95 / 0.97 / 0.94 / 0.93, 0.95 overall,
-    # 1 new blob; before the latent refine: 0.68 / 0.58 / 0.68 / 0.34, 0.57, 2 blobs): a final that
+    # Floors under today's figures on these 4 cases (SSIM 0.99 / 0.99 / 1.00 / 0.98, 0.99 overall,
+    # ΔE 1.2, no new blob; before the latent refine: 0.68 / 0.58 / 0.68 / 0.34, 0.57, 2 blobs): a final that
     # ignores the preview (a fresh generation, ~0.23) or refines it from pixels falls far below.
     _measure, report = default_path
     summary = report["summary"]
-    assert summary["overall"]["ssim"] >= 0.88, summary["overall"]
+    assert summary["overall"]["ssim"] >= 0.9, summary["overall"]
     for mode in ("txt2img", "img2img", "inpaint", "outpaint"):
-        assert summary[mode]["ssim"] >= 0.8, (mode, summary[mode])
-    assert summary["overall"]["new_blobs_total"] <= 1, summary["overall"]
-    assert summary["overall"]["delta_e"] <= 8.0, summary["overall"]
+        assert summary[mode]["ssim"] >= 0.85, (mode, summary[mode])
+    assert summary["overall"]["delta_e"] <= 5.0, summary["overall"]
     assert summary["overall"]["delta_e"] > 0.5  # the final is not just the preview again
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: SSIM >= 0.8 holds in every mode, but the full model still "
-                                       "reshapes an object in about 1 case in 24 (docs/coherence.md); strict: "
-                                       "passing means flip it on")
 def test_default_path_meets_the_issue_20_target(default_path):
     measure, report = default_path
     summary = report["summary"]
     for mode in ("txt2img", "img2img", "inpaint", "outpaint", "overall"):
         assert summary[mode]["ssim"] >= measure.SSIM_MIN, (mode, summary[mode])
         assert summary[mode]["new_blobs"] == 0, (mode, summary[mode])
+
+
+def test_without_the_bound_the_same_cases_grow_an_object(default_path):
+    """The cases can fail: with the house model's latent-change bound off, the refine reshapes an
+    object in the inpaint case (the bound is what meets the target, not an easy test set)."""
+    measure, report = default_path
+    unbounded = measure.measure(per_mode=1, bound=0.0)
+    assert unbounded["settings"]["refine_bound"] == 0.0 and report["settings"]["refine_bound"] == 0.035
+    assert unbounded["summary"]["overall"]["new_blobs_total"] >= 1, unbounded["summary"]
+    assert unbounded["summary"]["overall"]["delta_e"] > report["summary"]["overall"]["delta_e"]
