@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--init", default=None, help="warm start from a house folder (e.g. assets/house)")
     tr.add_argument("--shares", default=None, help="stage shares of --minutes, e.g. vae=0.3,unet=0.45,distill=0.25")
     tr.add_argument("--pairs", type=int, default=600, help="teacher trajectories for the preview distillation")
+    tr.add_argument("--latent-noise", type=float, default=0.0,
+                    help="decoder fine-tune (with --init): train on latents with per-cell noise up to this RMS")
     tr.add_argument("--part-weighted", action="store_true",
                     help="weight the UNet loss by scene parts (objects, trees, sun/moon), as the VAE's")
     ex = sub.add_parser("export", help="write diffusers folders full/ and preview/ from a training dir")
@@ -67,9 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "train":
         from .train import run
+
+        if not (0.0 <= args.latent_noise <= 1.0):
+            print(f"train: --latent-noise {args.latent_noise} must be between 0 and 1", file=sys.stderr)
+            return 2
+        if args.latent_noise and not args.init:
+            print("train: --latent-noise fine-tunes a decoder: give --init (a house folder)", file=sys.stderr)
+            return 2
         result = run(args.out, args.minutes, args.device, args.save_every, args.seed, args.threads, args.scenes,
                      args.init, shares=_shares(args.shares), part_weighted=args.part_weighted,
-                     pairs=args.pairs)
+                     pairs=args.pairs, latent_noise=args.latent_noise)
     elif args.command == "export":
         from .export import export_checkpoint
         from inference.errors import InferenceError

@@ -173,7 +173,11 @@ class Timer:
 
 # ----------------------------------------------------------------------------- stage 1: VAE
 def train_vae(out: Path, state: RunState, budget: float, device: torch.device, save_every: float,
-              seed: int, init: dict | None = None) -> AutoencoderKL:
+              seed: int, init: dict | None = None, latent_noise: float = 0.0) -> AutoencoderKL:
+    """``latent_noise`` (> 0, decoder-only runs): each sample's latent gets per-cell Gaussian noise of
+    an RMS drawn uniformly up to this (in the scaled latents the UNet sees), and the decoder must
+    still give the scene back: a decoder that does not turn small latent changes into new shapes
+    (issue 20, scripts/decoder_sensitivity.py)."""
     ck = load(out / "vae.pt")
     torch.manual_seed(seed)
     vae = AutoencoderKL(configs.VAE).to(device)
@@ -207,6 +211,10 @@ def train_vae(out: Path, state: RunState, budget: float, device: torch.device, s
         w = w / w.mean()
         mean, std = vae.encode_moments(x)
         z = mean + std * torch.randn_like(std)
+        if latent_noise > 0 and decoder_only:
+            # Scaled latents are raw × scaling, so RMS r in them is r / scaling here.
+            level = torch.rand((z.shape[0], 1, 1, 1), generator=g) * (latent_noise / init["scaling"])
+            z = z + level.to(device) * torch.randn(z.shape, generator=g).to(device)
         rec = vae.decode(z)
         l1 = ((rec - x).abs() * w).mean()
         grad = ((rec[..., 1:, :] - rec[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs().mean() + \
@@ -478,7 +486,8 @@ def distill(out: Path, state: RunState, budget: float, device: torch.device, sav
 # ----------------------------------------------------------------------------- driver
 def run(out: str | Path, minutes: float = 45.0, device: str = "cpu", save_every_min: float = 3.0,
         seed: int = 0, threads: int | None = None, scenes: int = 3000, init: str | Path | None = None,
-        pairs: int = 600, shares: dict[str, float] | None = None, part_weighted: bool = False) -> dict:
+        pairs: int = 600, shares: dict[str, float] | None = None, part_weighted: bool = False,
+        latent_noise: float = 0.0) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if threads:
@@ -492,7 +501,9 @@ def run(out: str | Path, minutes: float = 45.0, device: str = "cpu", save_every_
     warm = init_models(Path(init)) if init else None
     if init:
         state.update("vae", state.elapsed("vae"), state.data["steps"].get("vae", 0), init=str(init))
-    vae = train_vae(out, state, budget["vae"], dev, save_every, seed, warm)
+    if latent_noise and not warm:
+        raise ValueError("--latent-noise fine-tunes a decoder: it needs --init (a house folder)")
+    vae = train_vae(out, state, budget["vae"], dev, save_every, seed, warm, latent_noise)
     cache = latent_cache(out, vae, dev, scenes, seed, warm["scaling"] if warm else None)
     unet, text = train_unet(out, state, budget["unet"], dev, save_every, seed, cache, init=warm,
                             part_weighted=part_weighted)
