@@ -227,7 +227,8 @@ def _bounded_denoiser(denoiser, reference: torch.Tensor, bound: float):
     def model(x: torch.Tensor, sigma: float, timestep: float) -> torch.Tensor:
         return bound_change(denoiser(x, sigma, timestep), reference.to(x.dtype), bound)
 
-    model.preconditioning = getattr(denoiser, "preconditioning", None) or "vp"  # type: ignore[attr-defined]
+    if hasattr(denoiser, "preconditioning"):  # the samplers check it against the schedule
+        model.preconditioning = denoiser.preconditioning  # type: ignore[attr-defined]
     return model
 
 

@@ -162,3 +162,19 @@ def test_the_bound_keeps_every_latent_cell_of_the_refine_near_the_preview(house)
         largest[bound] = float(change.max())
     assert largest[0.05] <= 0.05 + 1e-4, largest
     assert largest[0.0] > 4 * 0.05, largest
+
+
+def test_the_bounded_denoiser_bounds_every_estimate_and_keeps_the_preconditioning():
+    from inference.pipeline import _bounded_denoiser
+
+    reference = torch.zeros((1, 4, 2, 2))
+
+    def bare(x, sigma, timestep):
+        return x
+
+    wrapped = _bounded_denoiser(bare, reference, 0.1)
+    assert not hasattr(wrapped, "preconditioning")  # a bare callable stays trusted as it was
+    out = wrapped(torch.full((1, 4, 2, 2), 3.0), 1.0, 500.0)
+    assert torch.allclose(out, torch.full((1, 4, 2, 2), 0.1))
+    bare.preconditioning = "edm"  # an EDM denoiser stays EDM, so the samplers' check still holds
+    assert _bounded_denoiser(bare, reference, 0.1).preconditioning == "edm"
