@@ -83,6 +83,25 @@ def measure(model_dir: Path, preview_dir: Path, levels: list[float], draws: int)
                        "draws": len(v)} for rms, v in rows.items()}
 
 
+MAX_RMS = 10.0  # scaled latents spread about 1: beyond this the latent is noise, not a change
+MAX_DRAWS = 1000
+
+
+def check_args(args: argparse.Namespace) -> str:
+    """What is wrong with the command line, in one line ("" when nothing is), before any model loads."""
+    for flag, folder in (("--model", args.model), ("--preview", args.preview)):
+        if not (folder / "model_index.json").is_file():
+            return f"{flag} {folder} is not a diffusers model folder (no model_index.json)"
+    if not args.rms:
+        return "--rms needs at least one level"
+    bad = next((r for r in args.rms if not 0.0 < r <= MAX_RMS), None)  # NaN fails too
+    if bad is not None:
+        return f"--rms {bad:g} must be above 0 and at most {MAX_RMS:g}"
+    if not 1 <= args.draws <= MAX_DRAWS:
+        return f"--draws {args.draws} must be between 1 and {MAX_DRAWS}"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / "assets" / "house" / "full")
@@ -90,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rms", type=float, nargs="*", default=[0.02, 0.035, 0.05, 0.1])
     parser.add_argument("--draws", type=int, default=8)
     args = parser.parse_args(argv)
+    problem = check_args(args)
+    if problem:
+        print(f"decoder_sensitivity: {problem}", file=sys.stderr)
+        return 2
     report = measure(args.model, args.preview, args.rms, args.draws)
     for rms, row in report.items():
         print(f"RMS {rms}: ΔE mean {row['delta_e_mean']}, max {row['delta_e_max']} (mean over draws), "

@@ -302,6 +302,40 @@ def measure(per_mode: int, strength: Optional[float] = None, threads: int = 2,
             "runtime_s": round(time.perf_counter() - started, 1)}
 
 
+MAX_CASES = 200  # per mode; a run of 96 cases takes about 80 s on two threads
+MAX_CASE_SET = 1000  # keeps every case's seed a 32-bit number
+
+
+def _outside(values, low: float, high: float) -> Optional[float]:
+    """The first of ``values`` not within [low, high] (NaN included), else None."""
+    return next((v for v in values or () if not low <= v <= high), None)
+
+
+def check_args(args: argparse.Namespace) -> str:
+    """What is wrong with the command line, in one line ("" when nothing is): checked before any
+    model loads, so a bad value costs no run."""
+    from inference.api import MAX_GUIDANCE, MAX_STEPS, MAX_STRUCTURE_BOUND
+
+    ranges = (("--strength", args.strength, 0.0, 1.0), ("--guidance", args.guidance, 0.0, MAX_GUIDANCE),
+              ("--hold", args.hold, 0.0, 1.0), ("--structure-scale", args.structure_scale, 0, 64),
+              ("--bound", args.bound, 0.0, MAX_STRUCTURE_BOUND), ("--case-set", args.case_set, 0, MAX_CASE_SET),
+              ("--cases", [args.cases], 1, MAX_CASES), ("--threads", [args.threads], 1, 256),
+              ("--partial-steps", [] if args.partial_steps is None else [args.partial_steps], 1, MAX_STEPS))
+    for flag, values, low, high in ranges:
+        bad = _outside(values, low, high)
+        if bad is not None:
+            return f"{flag} {bad:g} must be between {low:g} and {high:g}"
+    if args.strength is not None and 0.0 in args.strength:
+        return "--strength 0 would not refine at all: give a share above 0"
+    if args.save is not None and args.save.exists() and not args.save.is_dir():
+        return f"--save {args.save} is a file, not a folder"
+    if args.json and Path(args.json).is_dir():
+        return f"--json {args.json} is a folder, not a file"
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        return f"--json {args.json}: its folder does not exist"
+    return ""
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="write the figures here")
@@ -317,6 +351,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="case sets (0: the tuning set; 1, 2, ...: held out)")
     parser.add_argument("--save", type=Path, help="write preview | final | ΔE strips per case to this folder")
     args = parser.parse_args(argv)
+    problem = check_args(args)
+    if problem:
+        print(f"measure_coherence: {problem}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     runs = [measure(args.cases, s, args.threads, g, save=args.save, case_set=c, hold=h, structure_scale=k, bound=b,
                     partial_preview_steps=args.partial_steps)

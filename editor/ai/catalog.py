@@ -363,11 +363,7 @@ def resolve(model_id: str) -> ModelEntry:
         if not (folder / "model_index.json").is_file():
             problem = (f"The house model is not installed ({folder} is missing). "
                        "Install it, or pick another model with “Add model…”.")
-        return ModelEntry(model_id, HOUSE_LABELS[model_id], folder,
-                          _number(notes.get("native_resolution"), int) or HOUSE_NATIVE,
-                          _number(notes.get("steps"), int), _number(notes.get("guidance"), float), problem,
-                          partial_denoise=notes.get("partial_denoise", True) is not False,
-                          refine_bound=_refine_bound(notes))
+        return _folder_entry(model_id, HOUSE_LABELS[model_id], folder, notes, problem, HOUSE_NATIVE)
     path = Path(model_id).expanduser()
     label = path.stem if path.suffix.lower() in CHECKPOINT_SUFFIXES else path.name
     notes = _notes(path) if path.is_dir() else {}
@@ -379,7 +375,13 @@ def resolve(model_id: str) -> ModelEntry:
         problem = f"{path} is not a diffusers model folder (it has no model_index.json)."
     else:
         problem = ""
-    return ModelEntry(model_id, label or model_id, path, _number(notes.get("native_resolution"), int),
+    return _folder_entry(model_id, label or model_id, path, notes, problem)
+
+
+def _folder_entry(model_id: str, label: str, path: Path, notes: dict, problem: str,
+                  native: Optional[int] = None) -> ModelEntry:
+    """An entry whose settings come from its folder's house.json ``notes`` (each read or ignored)."""
+    return ModelEntry(model_id, label, path, _number(notes.get("native_resolution"), int) or native,
                       _number(notes.get("steps"), int), _number(notes.get("guidance"), float), problem,
                       partial_denoise=notes.get("partial_denoise", True) is not False,
                       refine_bound=_refine_bound(notes))

@@ -327,7 +327,7 @@ def refine_plan(plan: GenerationPlan, preview: GeneratedImage, native_resolution
 
 
 def _from_latents(request: GenerationRequest, latents: np.ndarray, structure_scale: int,
-                  structure_hold: float, structure_bound: float = 0.0) -> GenerationRequest:
+                  structure_hold: float, structure_bound: float) -> GenerationRequest:
     """The refine starts from the preview's own latents (when they fit this request's size) and keeps
     the preview's structure (inference/structure.py: hold, then ILVR at ``structure_scale``, each
     cell's change capped at ``structure_bound``)."""

@@ -488,6 +488,8 @@ def run(out: str | Path, minutes: float = 45.0, device: str = "cpu", save_every_
         seed: int = 0, threads: int | None = None, scenes: int = 3000, init: str | Path | None = None,
         pairs: int = 600, shares: dict[str, float] | None = None, part_weighted: bool = False,
         latent_noise: float = 0.0) -> dict:
+    if latent_noise and not init:  # checked before anything is written
+        raise ValueError("--latent-noise fine-tunes a decoder: it needs --init (a house folder)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if threads:
@@ -501,8 +503,6 @@ def run(out: str | Path, minutes: float = 45.0, device: str = "cpu", save_every_
     warm = init_models(Path(init)) if init else None
     if init:
         state.update("vae", state.elapsed("vae"), state.data["steps"].get("vae", 0), init=str(init))
-    if latent_noise and not warm:
-        raise ValueError("--latent-noise fine-tunes a decoder: it needs --init (a house folder)")
     vae = train_vae(out, state, budget["vae"], dev, save_every, seed, warm, latent_noise)
     cache = latent_cache(out, vae, dev, scenes, seed, warm["scaling"] if warm else None)
     unet, text = train_unet(out, state, budget["unet"], dev, save_every, seed, cache, init=warm,

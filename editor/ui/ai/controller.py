@@ -169,8 +169,12 @@ class AIController(QObject):
         self.entries[model_id] = fresh
         return fresh
 
+    def _known(self, model_id: str) -> catalog.ModelEntry:
+        """The entry already resolved for ``model_id``, else a fresh one (no file read twice)."""
+        return self.entries.get(model_id) or self.entry(model_id)
+
     def _preview_settings(self, model_id: str) -> tuple[Optional[int], Optional[float]]:
-        entry = self.entries.get(model_id) or self.entry(model_id)
+        entry = self._known(model_id)
         return entry.steps or catalog.DEFAULT_PREVIEW_STEPS, entry.guidance
 
     def fill_model(self, final_id: str) -> Optional[str]:
@@ -182,10 +186,10 @@ class AIController(QObject):
         return flux.guidance_control(flux.family_of(self.ai.request.final_model))
 
     def _partial_denoise(self, model_id: str) -> bool:
-        return (self.entries.get(model_id) or self.entry(model_id)).partial_denoise
+        return self._known(model_id).partial_denoise
 
     def _refine_bound(self, model_id: str) -> Optional[float]:
-        return (self.entries.get(model_id) or self.entry(model_id)).refine_bound
+        return self._known(model_id).refine_bound
 
     def set_models(self, preview: Optional[str] = None, final: Optional[str] = None) -> None:
         """Choose the preview and/or final model (ids as in the settings, which keep them).
